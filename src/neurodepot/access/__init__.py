@@ -1,0 +1,1 @@
+"""Accounts, memberships, the access policy, and the audit log."""

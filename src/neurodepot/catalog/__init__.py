@@ -1,0 +1,1 @@
+"""The hierarchy project → subject → session → scan, and the resources holding files."""

@@ -1,0 +1,72 @@
+"""Immutable views of catalog rows, handed to the CLI and the API instead of ORM objects."""
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    label: str
+    name: str
+    description: str
+    created_at: datetime
+    subject_count: int = 0
+
+
+@dataclass(frozen=True)
+class SubjectInfo:
+    project: str
+    label: str
+    created_at: datetime
+    session_count: int = 0
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    project: str
+    subject: str
+    label: str
+    modality: str
+    acquired_on: date | None
+    created_at: datetime
+    scan_count: int = 0
+
+
+@dataclass(frozen=True)
+class ScanInfo:
+    project: str
+    subject: str
+    session: str
+    label: str
+    type: str
+    modality: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    path: str
+    digest: str
+    size: int
+    content_type: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    target: str
+    label: str
+    file_count: int
+    total_size: int
+    created_at: datetime
+    files: tuple[FileInfo, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """What adding a file did: `created`, `unchanged` (same content re-sent) or `replaced`."""
+
+    target: str
+    resource: str
+    file: FileInfo
+    outcome: str

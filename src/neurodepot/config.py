@@ -1,0 +1,131 @@
+"""Settings: `neurodepot.toml` in the depot folder, overridden by `NEURODEPOT_*` variables.
+
+Loaded once by a composition root (the CLI, the server, a test) and passed down; nothing reads
+settings at import time.
+"""
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from neurodepot.errors import Invalid, NotADepot
+
+CONFIG_FILE = "neurodepot.toml"
+SQLITE_FILE = "neurodepot.sqlite"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a depot's code needs to know about where and how it runs."""
+
+    root: Path
+    database_url: str
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    auto_migrate: bool = True
+
+    @property
+    def blob_root(self) -> Path:
+        return self.root / "blobs"
+
+    @property
+    def prearchive_root(self) -> Path:
+        return self.root / "prearchive"
+
+    @property
+    def work_root(self) -> Path:
+        return self.root / "work"
+
+    def with_overrides(self, **changes: object) -> "Settings":
+        return replace(self, **changes)
+
+
+def sqlite_url(root: Path) -> str:
+    return f"sqlite+pysqlite:///{root / SQLITE_FILE}"
+
+
+def default_root(env: Mapping[str, str] | None = None) -> Path:
+    """The depot chosen by `NEURODEPOT_ROOT`, else the current folder."""
+    env = os.environ if env is None else env
+    return Path(env.get("NEURODEPOT_ROOT") or ".").expanduser()
+
+
+def load_settings(root: Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the depot's settings file and apply environment overrides.
+
+    Raises `NotADepot` when `root` has no `neurodepot.toml` and `Invalid` when a value is
+    malformed, naming the file or variable to fix.
+    """
+    env = os.environ if env is None else env
+    root = root.expanduser().resolve()
+    path = root / CONFIG_FILE
+    if not path.is_file():
+        raise NotADepot(
+            f"{root} is not a neurodepot depot (no {CONFIG_FILE}); "
+            "create one with `neurodepot init DIR` or choose another with --root/NEURODEPOT_ROOT"
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise Invalid(f"{path} is not valid TOML: {exc}") from exc
+    depot = _table(data, "depot", path)
+    server = _table(data, "server", path)
+    database_url = (
+        env.get("NEURODEPOT_DATABASE_URL") or depot.get("database_url") or sqlite_url(root)
+    )
+    return Settings(
+        root=root,
+        database_url=str(database_url),
+        host=str(env.get("NEURODEPOT_HOST") or server.get("host", DEFAULT_HOST)),
+        port=_int(env.get("NEURODEPOT_PORT") or server.get("port", DEFAULT_PORT), "port"),
+        auto_migrate=_bool(env.get("NEURODEPOT_AUTO_MIGRATE", depot.get("auto_migrate", True))),
+    )
+
+
+def render_config(database_url: str | None = None) -> str:
+    """The `neurodepot.toml` written by `neurodepot init`, with every setting explained."""
+    db_line = (
+        f'database_url = "{database_url}"'
+        if database_url
+        else '# database_url = "postgresql+psycopg://user@host:5432/neurodepot"'
+    )
+    return (
+        "# neurodepot depot settings; NEURODEPOT_* environment variables override them.\n"
+        "[depot]\n"
+        f"{db_line}\n"
+        "# Apply pending schema migrations when the depot is opened (NEURODEPOT_AUTO_MIGRATE).\n"
+        "auto_migrate = true\n"
+        "\n"
+        "[server]\n"
+        f'host = "{DEFAULT_HOST}"\n'
+        f"port = {DEFAULT_PORT}\n"
+    )
+
+
+def _table(data: dict[str, object], name: str, path: Path) -> dict[str, object]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise Invalid(f"{path}: [{name}] must be a table")
+    return value
+
+
+def _int(value: object, name: str) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        raise Invalid(f"setting {name} must be a whole number, not {value!r}") from None
+
+
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise Invalid(f"NEURODEPOT_AUTO_MIGRATE must be true or false, not {value!r}")

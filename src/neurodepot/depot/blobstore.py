@@ -1,0 +1,186 @@
+"""Content-addressed file storage: `blobs/sha256/ab/cd/<digest>`.
+
+Content streams in through a `BlobWriter` (temporary file in `blobs/tmp`, hashed while written,
+fsynced, then renamed into place) and out as an open file, never whole in memory. Identical
+content is stored once. A blob becomes visible only by an atomic rename, so a writer killed
+mid-write leaves at most a temporary file, which `fsck --repair` sweeps.
+
+Deletion (garbage collection) and writing are kept apart by a lock file: writers hold it shared
+from the moment they store content until their database rows are committed; the collector holds
+it exclusively. That makes "stored, then recorded" safe against "unreferenced, so deleted".
+"""
+
+import fcntl
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from neurodepot.errors import Invalid, NotFound
+
+CHUNK_SIZE = 1024 * 1024
+DIGEST_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """A stored content: its SHA-256 (lowercase hex) and its size in bytes."""
+
+    digest: str
+    size: int
+
+
+class BlobWriter:
+    """Receives one content chunk by chunk; `finish()` makes it a blob.
+
+    Use as a context manager: leaving without `finish()` (an error, a dropped upload) removes the
+    temporary file and stores nothing.
+    """
+
+    def __init__(self, store: "BlobStore") -> None:
+        self._store = store
+        self._hash = hashlib.sha256()
+        self._size = 0
+        fd, name = tempfile.mkstemp(prefix="incoming-", dir=store.tmp_root)
+        self._tmp_path = Path(name)
+        self._file: BinaryIO | None = os.fdopen(fd, "wb")
+        self.ref: BlobRef | None = None
+
+    def write(self, chunk: bytes) -> None:
+        if self._file is None:
+            raise ValueError("write after finish")
+        self._file.write(chunk)
+        self._hash.update(chunk)
+        self._size += len(chunk)
+
+    def finish(self) -> BlobRef:
+        """Fsync, move into place (unless identical content is already stored), and return it."""
+        if self._file is None:
+            raise ValueError("finish called twice")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        ref = BlobRef(self._hash.hexdigest(), self._size)
+        self._store._place(self._tmp_path, ref)
+        self.ref = ref
+        return ref
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._tmp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "BlobWriter":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.ref is None:
+            self.abort()
+
+
+class BlobStore:
+    """The blob folder of one depot. Safe for many threads and processes at once."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.content_root = root / "sha256"
+        self.tmp_root = root / "tmp"
+        self._lock_path = root / ".lock"
+
+    def create(self) -> None:
+        self.content_root.mkdir(parents=True, exist_ok=True)
+        self.tmp_root.mkdir(parents=True, exist_ok=True)
+        self._lock_path.touch(exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        """Where the blob with `digest` lives; raises `Invalid` for anything but a SHA-256."""
+        if not DIGEST_PATTERN.match(digest):
+            raise Invalid(f"{digest!r} is not a SHA-256 digest (64 lowercase hex characters)")
+        return self.content_root / digest[:2] / digest[2:4] / digest
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def writer(self) -> BlobWriter:
+        return BlobWriter(self)
+
+    def put_stream(self, chunks: Iterable[bytes]) -> BlobRef:
+        with self.writer() as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+            return writer.finish()
+
+    def put_file(self, source: Path) -> BlobRef:
+        with source.open("rb") as handle:
+            return self.put_stream(iter(lambda: handle.read(CHUNK_SIZE), b""))
+
+    def open(self, digest: str) -> BinaryIO:
+        try:
+            return self.path(digest).open("rb")
+        except FileNotFoundError:
+            raise NotFound(
+                f"blob {digest} is missing from the store; run `neurodepot fsck`"
+            ) from None
+
+    def read_chunks(self, digest: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        with self.open(digest) as handle:
+            while chunk := handle.read(chunk_size):
+                yield chunk
+
+    def digests(self) -> Iterator[str]:
+        """Every digest with a file in the store (whatever the database says)."""
+        for path in self.content_root.glob("*/*/*"):
+            if DIGEST_PATTERN.match(path.name) and path.parent.parent.name == path.name[:2]:
+                yield path.name
+
+    def temporary_files(self) -> list[Path]:
+        return sorted(self.tmp_root.glob("incoming-*"))
+
+    def remove(self, digest: str) -> None:
+        """Delete a blob file; only the garbage collector (holding `collecting()`) calls this."""
+        self.path(digest).unlink(missing_ok=True)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Held by a writer from storing content until the rows naming it are committed."""
+        with self._locked(fcntl.LOCK_SH):
+            yield
+
+    @contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Held by the garbage collector while it decides what is unreferenced and deletes it."""
+        with self._locked(fcntl.LOCK_EX):
+            yield
+
+    @contextmanager
+    def _locked(self, mode: int) -> Iterator[None]:
+        with self._lock_path.open("a") as handle:
+            fcntl.flock(handle.fileno(), mode)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _place(self, tmp_path: Path, ref: BlobRef) -> None:
+        final = self.path(ref.digest)
+        if final.is_file() and final.stat().st_size == ref.size:
+            tmp_path.unlink()
+            return
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp_path, final)
+        _fsync_dir(final.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
