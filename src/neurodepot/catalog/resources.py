@@ -110,6 +110,7 @@ def store_file(
     writer: BlobWriter,
     overwrite: bool = False,
     content_type: str | None = None,
+    expected_digest: str | None = None,
 ) -> StoredFile:
     """Turn received content into a file of the resource (created if needed).
 
@@ -119,7 +120,7 @@ def store_file(
     path = check_file_path(path)
     check_label(label, "resource")
     with depot.blobs.writing():
-        ref = writer.finish()
+        ref = writer.finish(expected_digest)
         with depot.transaction() as db:
             stored, superseded = _record(db, target, label, path, ref, overwrite, content_type)
     if superseded is not None:

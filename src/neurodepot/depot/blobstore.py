@@ -58,8 +58,12 @@ class BlobWriter:
         self._hash.update(chunk)
         self._size += len(chunk)
 
-    def finish(self) -> BlobRef:
-        """Fsync, move into place (unless identical content is already stored), and return it."""
+    def finish(self, expected_digest: str | None = None) -> BlobRef:
+        """Fsync, move into place (unless identical content is already stored), and return it.
+
+        With `expected_digest` (what the sender says it sent), a mismatch raises `Invalid` and
+        stores nothing: the content was damaged on the way.
+        """
         if self._file is None:
             raise ValueError("finish called twice")
         self._file.flush()
@@ -67,6 +71,12 @@ class BlobWriter:
         self._file.close()
         self._file = None
         ref = BlobRef(self._hash.hexdigest(), self._size)
+        if expected_digest is not None and expected_digest.lower() != ref.digest:
+            self.abort()
+            raise Invalid(
+                f"received content hashes to {ref.digest}, not the {expected_digest} the sender "
+                "declared; it was damaged in transit and was not stored; send it again"
+            )
         self._store._place(self._tmp_path, ref)
         self.ref = ref
         return ref

@@ -5,7 +5,6 @@ PostgreSQL.
 """
 
 from datetime import UTC, datetime
-
 from typing import Any
 
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, Dialect, MetaData, String

@@ -1,0 +1,3 @@
+from neurodepot.cli.app import entry_point
+
+entry_point()

@@ -1,0 +1,39 @@
+"""The composition root of the HTTP server: `create_app(depot)` wires everything once."""
+
+from fastapi import FastAPI
+
+from neurodepot import __version__
+from neurodepot.api import exception_handlers
+from neurodepot.api.request_log import log_request
+from neurodepot.api.schemas import Health
+from neurodepot.api.v1 import router as v1_router
+from neurodepot.depot import schema
+from neurodepot.depot.folder import Depot
+
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/api/docs", "/api/docs/oauth2-redirect", "/api/openapi.json"}
+)
+
+
+def create_app(depot: Depot) -> FastAPI:
+    """An app serving `depot`; the caller opens and closes the depot."""
+    app = FastAPI(
+        title="neurodepot",
+        version=__version__,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.depot = depot
+    exception_handlers.install(app)
+    app.middleware("http")(log_request)
+
+    @app.get("/healthz", tags=["service"])
+    def healthz() -> Health:
+        """Liveness and schema version; public, reveals nothing about the data."""
+        return Health(
+            status="ok", version=__version__, schema_revision=schema.current_revision(depot.engine)
+        )
+
+    app.include_router(v1_router)
+    return app

@@ -1,0 +1,9 @@
+"""The native REST API, mounted at `/api/v1`."""
+
+from fastapi import APIRouter
+
+from neurodepot.api.v1 import hierarchy, resources
+
+router = APIRouter(prefix="/api/v1")
+router.include_router(hierarchy.router)
+router.include_router(resources.router)

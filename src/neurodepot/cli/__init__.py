@@ -1,0 +1,1 @@
+"""The `neurodepot` command line: one module per verb group, wired in `app.py`."""

@@ -1,0 +1,95 @@
+"""`neurodepot serve` and `neurodepot demo`: run the HTTP server on a depot."""
+
+import logging
+import logging.config
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from neurodepot.api.app import create_app
+from neurodepot.api.request_log import JsonFormatter
+from neurodepot.cli.output import console
+from neurodepot.cli.state import state
+from neurodepot.config import CONFIG_FILE
+from neurodepot.depot.folder import Depot, init_depot, open_depot
+from neurodepot.errors import Invalid
+from neurodepot.example.populate import populate
+
+HostOpt = Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")]
+PortOpt = Annotated[int | None, typer.Option(help="Port to listen on (default 8080).")]
+
+
+def _check_loopback(host: str) -> None:
+    """Refuse to listen beyond this machine while there is no sign-in (accounts issue)."""
+    try:
+        loopback = host == "localhost" or ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise Invalid(
+            f"refusing to listen on {host}: this version has no sign-in yet, so it only serves "
+            "this machine; use 127.0.0.1 or ::1"
+        )
+
+
+def _logging_config() -> dict[str, object]:
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
+        "loggers": {
+            "neurodepot": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        },
+    }
+
+
+def run_server(depot: Depot, host: str | None, port: int | None) -> None:
+    host = host or depot.settings.host
+    port = port or depot.settings.port
+    _check_loopback(host)
+    config = _logging_config()
+    logging.config.dictConfig(config)
+    logging.getLogger("neurodepot").info(
+        "serving",
+        extra={"fields": {"depot": str(depot.settings.root), "url": f"http://{host}:{port}"}},
+    )
+    uvicorn.run(create_app(depot), host=host, port=port, log_config=config)
+
+
+def serve(ctx: typer.Context, host: HostOpt = None, port: PortOpt = None) -> None:
+    """Run the web server and REST API (Ctrl-C stops it)."""
+    with state(ctx).open() as depot:
+        run_server(depot, host, port)
+
+
+def demo(
+    ctx: typer.Context,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    no_serve: Annotated[
+        bool, typer.Option("--no-serve", help="Only create the example data.")
+    ] = False,
+) -> None:
+    """Create (or reuse) a depot with an example project, then serve it."""
+    root: Path = state(ctx).depot_root()
+    depot = open_depot(root) if (root / CONFIG_FILE).exists() else init_depot(root)
+    with depot:
+        summary = populate(depot)
+        console.print(
+            f"Depot {depot.settings.root}: example project {summary.project} "
+            f"({summary.files_added} file(s) added, {summary.files_present} already there)"
+        )
+        if not no_serve:
+            shown_host = host or depot.settings.host
+            shown_port = port or depot.settings.port
+            console.print(
+                f"Open http://{shown_host}:{shown_port}/api/docs "
+                f"or http://{shown_host}:{shown_port}/api/v1/projects/{summary.project}"
+            )
+            run_server(depot, host, port)
