@@ -7,14 +7,14 @@ import re
 
 from neurodepot.errors import Invalid
 
-LABEL_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_PATH_LENGTH = 1024
 _FORBIDDEN_PATH_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
 def check_label(label: str, kind: str) -> str:
     """Return `label` if it is a valid label for a `kind` (project, subject, …), else raise."""
-    if not LABEL_PATTERN.match(label):
+    if not LABEL_PATTERN.fullmatch(label):
         raise Invalid(
             f"{kind} label {label!r} is not valid: use 1 to 64 letters, digits, '_' or '-'"
         )

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from neurodepot.catalog.hierarchy import find_target
@@ -23,6 +24,8 @@ from neurodepot.depot.garbage import collect
 from neurodepot.depot.orm import Blob
 from neurodepot.depot.upsert import insert_ignoring_duplicates
 from neurodepot.errors import Conflict, Invalid, NotFound
+
+RECORD_ATTEMPTS = 3
 
 _OWNER_COLUMN = {
     Level.PROJECT: Resource.project_id,
@@ -46,11 +49,13 @@ def _ensure_resource(db: Session, target: Target, label: str) -> Resource:
     check_label(label, "resource")
     owner = find_target(db, target)
     column = _OWNER_COLUMN[target.level]
-    resource = db.scalar(select(Resource).where(column == owner.id, Resource.label == label))
+    query = select(Resource).where(column == owner.id, Resource.label == label)
+    resource = db.scalar(query)
     if resource is None:
-        resource = Resource(label=label, **{column.key: owner.id})
-        db.add(resource)
-        db.flush()
+        # Two writers may create the same resource at once; the loser reads the winner's.
+        insert_ignoring_duplicates(db, Resource, {"label": label, column.key: owner.id})
+        resource = db.scalar(query)
+        assert resource is not None
     return resource
 
 
@@ -121,8 +126,19 @@ def store_file(
     check_label(label, "resource")
     with depot.blobs.writing():
         ref = writer.finish(expected_digest)
-        with depot.transaction() as db:
-            stored, superseded = _record(db, target, label, path, ref, overwrite, content_type)
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                with depot.transaction() as db:
+                    stored, superseded = _record(
+                        db, target, label, path, ref, overwrite, content_type
+                    )
+                break
+            except IntegrityError:
+                # A concurrent writer created the same resource or path first; look again.
+                if attempt == RECORD_ATTEMPTS - 1:
+                    raise Conflict(
+                        f"{target}/{label}/{path} is being written by someone else; try again"
+                    ) from None
     if superseded is not None:
         collect(depot.engine, depot.blobs, candidates=[superseded])
     if stored.outcome == "refused":
@@ -183,26 +199,28 @@ def _record(
     """Record the file; also return a digest that may have lost its last reference."""
     resource = _ensure_resource(db, target, label)
     insert_ignoring_duplicates(db, Blob, {"digest": ref.digest, "size": ref.size})
-    row = db.scalar(
-        select(ResourceFile).where(
-            ResourceFile.resource_id == resource.id, ResourceFile.path == path
-        )
+    query = select(ResourceFile).where(
+        ResourceFile.resource_id == resource.id, ResourceFile.path == path
     )
     kind = content_type or mimetypes.guess_type(path)[0] or "application/octet-stream"
-    if row is not None and row.digest == ref.digest:
-        return StoredFile(str(target), label, _file_info(row), "unchanged"), None
-    if row is not None and not overwrite:
-        return StoredFile(str(target), label, _file_info(row), "refused"), ref.digest
-    superseded = None
+    row = db.scalar(query)
     if row is None:
-        row = ResourceFile(resource_id=resource.id, path=path)
-        db.add(row)
-    else:
-        superseded = row.digest
+        values = {"resource_id": resource.id, "path": path, "digest": ref.digest}
+        created = insert_ignoring_duplicates(
+            db, ResourceFile, {**values, "size": ref.size, "content_type": kind}
+        )
+        row = db.scalar(query)  # ours, or that of a writer who stored this path first
+        assert row is not None
+        if created:
+            return StoredFile(str(target), label, _file_info(row), "created"), None
+    if row.digest == ref.digest:
+        return StoredFile(str(target), label, _file_info(row), "unchanged"), None
+    if not overwrite:
+        return StoredFile(str(target), label, _file_info(row), "refused"), ref.digest
+    superseded = row.digest
     row.digest, row.size, row.content_type = ref.digest, ref.size, kind
     db.flush()
-    outcome = "created" if superseded is None else "replaced"
-    return StoredFile(str(target), label, _file_info(row), outcome), superseded
+    return StoredFile(str(target), label, _file_info(row), "replaced"), superseded
 
 
 def delete_file(depot: Depot, target: Target, label: str, path: str) -> FileInfo:

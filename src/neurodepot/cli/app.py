@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every failure becomes one line on stderr and a non-zero exit code."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="neurodepot", standalone_mode=False)
+        returned = command.main(args=argv, prog_name="neurodepot", standalone_mode=False)
     except NeurodepotError as error:
         _say(f"error: {error.message}")
         return exit_code_for(error)
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             "(set NEURODEPOT_DEBUG=1 to see the traceback, and please report it)"
         )
         return INTERNAL_ERROR
-    return 0
+    return returned if isinstance(returned, int) else 0
 
 
 def entry_point() -> None:

@@ -7,10 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from neurodepot.api.app import create_app
-from neurodepot.api.request_log import JsonFormatter
 from neurodepot.cli.output import console
 from neurodepot.cli.state import state
 from neurodepot.config import CONFIG_FILE
@@ -39,7 +36,7 @@ def _logging_config() -> dict[str, object]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": JsonFormatter}},
+        "formatters": {"json": {"()": "neurodepot.api.request_log.JsonFormatter"}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
         "loggers": {
             "neurodepot": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
@@ -50,6 +47,11 @@ def _logging_config() -> dict[str, object]:
 
 
 def run_server(depot: Depot, host: str | None, port: int | None) -> None:
+    # Imported here so that every other command starts without loading the web stack.
+    import uvicorn
+
+    from neurodepot.api.app import create_app
+
     host = host or depot.settings.host
     port = port or depot.settings.port
     _check_loopback(host)

@@ -24,7 +24,7 @@ from typing import BinaryIO
 from neurodepot.errors import Invalid, NotFound
 
 CHUNK_SIZE = 1024 * 1024
-DIGEST_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+DIGEST_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class BlobStore:
 
     def path(self, digest: str) -> Path:
         """Where the blob with `digest` lives; raises `Invalid` for anything but a SHA-256."""
-        if not DIGEST_PATTERN.match(digest):
+        if not DIGEST_PATTERN.fullmatch(digest):
             raise Invalid(f"{digest!r} is not a SHA-256 digest (64 lowercase hex characters)")
         return self.content_root / digest[:2] / digest[2:4] / digest
 
@@ -147,7 +147,7 @@ class BlobStore:
     def digests(self) -> Iterator[str]:
         """Every digest with a file in the store (whatever the database says)."""
         for path in self.content_root.glob("*/*/*"):
-            if DIGEST_PATTERN.match(path.name) and path.parent.parent.name == path.name[:2]:
+            if DIGEST_PATTERN.fullmatch(path.name) and path.parent.parent.name == path.name[:2]:
                 yield path.name
 
     def temporary_files(self) -> list[Path]:

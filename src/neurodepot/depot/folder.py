@@ -63,7 +63,8 @@ def init_depot(
         raise Invalid(f"{root} exists and is not a folder")
     if root.exists() and any(root.iterdir()):
         raise Conflict(f"{root} is not empty; choose an empty or new folder for the depot")
-    created = not root.exists()
+    missing = [folder for folder in (root, *root.parents) if not folder.exists()]
+    created = missing[-1] if missing else None
     root.mkdir(parents=True, exist_ok=True)
     settings_text = render_config(database_url)
     try:
@@ -97,12 +98,12 @@ def open_depot(
     return Depot(settings=settings, engine=engine, blobs=blobs, migrations_applied=applied)
 
 
-def _remove_partial(root: Path, created: bool) -> None:
-    """Undo a failed `init` so that it changes nothing."""
+def _remove_partial(root: Path, created: Path | None) -> None:
+    """Undo a failed `init` so that it changes nothing; `created` is the top folder it made."""
     import shutil
 
-    if created:
-        shutil.rmtree(root, ignore_errors=True)
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
         return
     for child in root.iterdir():
         if child.is_dir():

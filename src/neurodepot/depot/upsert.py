@@ -6,8 +6,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 
-def insert_ignoring_duplicates(db: Session, model: Any, values: dict[str, Any]) -> None:
-    """Insert a row unless one with the same key exists (another writer may have won)."""
+def insert_ignoring_duplicates(db: Session, model: Any, values: dict[str, Any]) -> bool:
+    """Insert a row unless one with the same key exists (another writer may have won).
+
+    Returns whether this call inserted the row. On PostgreSQL a clash with a row another
+    transaction has not yet committed waits for it, so afterwards that row can be read.
+    """
     dialect = db.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
-    db.execute(module.insert(model).values(**values).on_conflict_do_nothing())
+    key = model.__table__.primary_key.columns
+    statement = module.insert(model).values(**values).on_conflict_do_nothing().returning(*key)
+    return db.execute(statement).first() is not None

@@ -1,0 +1,1 @@
+"""Consent records, Data Usage Agreements, GDPR exports and erasure (to come)."""

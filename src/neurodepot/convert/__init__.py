@@ -1,0 +1,1 @@
+"""dcm2niix, BIDS mapping rules, export and validation (to come)."""

@@ -1,0 +1,1 @@
+"""De-identification profile, pseudonyms, scrubbers and the release checker (to come)."""

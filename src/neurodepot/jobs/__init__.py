@@ -1,0 +1,1 @@
+"""The pipeline registry and the Dask runner (to come)."""

@@ -1,0 +1,1 @@
+"""Server-rendered Jinja2 pages (to come)."""
