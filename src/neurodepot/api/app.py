@@ -21,6 +21,7 @@ def create_app(depot: Depot) -> FastAPI:
         title="neurodepot",
         version=__version__,
         docs_url="/api/docs",
+        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from neurodepot.access.policy import Action, Principal, ensure
 from neurodepot.catalog.target import Target
 from neurodepot.depot.folder import Depot
+from neurodepot.errors import Invalid
 
 
 def current_depot(request: Request) -> Depot:
@@ -45,7 +46,13 @@ def authorize(action: Action) -> Callable[..., Principal]:
     def guard(
         request: Request, principal: Annotated[Principal, Depends(current_principal)]
     ) -> Principal:
-        ensure(principal, action, _target(request))
+        try:
+            target = _target(request)
+        except Invalid:
+            # A malformed label is reported (422) only to a caller who may act on the depot.
+            ensure(principal, action, None)
+            raise
+        ensure(principal, action, target)
         return principal
 
     guard.__name__ = f"authorize_{action.value}"

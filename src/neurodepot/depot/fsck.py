@@ -60,7 +60,7 @@ def fsck(
     if repair:
         report.repaired = collect(engine, blobs, stale_after=stale_after)
     with engine.connect() as conn:
-        rows = dict(conn.execute(select(Blob.digest, Blob.size)).tuples().all())
+        rows = {digest: size for digest, size in conn.execute(select(Blob.digest, Blob.size))}
         referenced_query = referenced_digests(conn)
         referenced = set(conn.scalars(referenced_query)) if referenced_query is not None else set()
         for referrer in blob_referrers(conn):

@@ -109,9 +109,13 @@ def _register(prefix: str, resolve: Callable[..., Target]) -> None:
         response.headers["ETag"] = _etag(stored.file.digest)
         return StoredFileOut.model_validate(stored)
 
-    @router.api_route(
+    # HEAD is its own route, left out of the schema: one route for both methods would give
+    # both operations the same OpenAPI operationId.
+    @router.head(
+        base + "/{resource}/files/{path:path}", dependencies=[CanRead], include_in_schema=False
+    )
+    @router.get(
         base + "/{resource}/files/{path:path}",
-        methods=["GET", "HEAD"],
         dependencies=[CanRead],
         response_class=FileResponse,
         responses={200: {"content": {"application/octet-stream": {}}}, 206: {}, 304: {}},

@@ -1,0 +1,165 @@
+"""Settings from `neurodepot.toml` and `NEURODEPOT_*` variables (neurodepot/config.py)."""
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from neurodepot.config import (
+    CONFIG_FILE,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    load_settings,
+    render_config,
+    sqlite_url,
+)
+from neurodepot.errors import Invalid, NotADepot
+
+PG = "postgresql+psycopg://neuro@db.example:5432/neurodepot"
+
+
+def depot_folder(tmp_path: Path, settings_text: str | bytes) -> Path:
+    root = tmp_path / "depot"
+    root.mkdir()
+    path = root / CONFIG_FILE
+    if isinstance(settings_text, bytes):
+        path.write_bytes(settings_text)
+    else:
+        path.write_text(settings_text, encoding="utf-8")
+    return root
+
+
+def test_written_settings_give_the_defaults(tmp_path: Path) -> None:
+    root = depot_folder(tmp_path, render_config())
+    settings = load_settings(root, env={})
+    assert settings.root == root.resolve()
+    assert settings.database_url == sqlite_url(root.resolve())
+    assert (settings.host, settings.port, settings.auto_migrate) == (
+        DEFAULT_HOST,
+        DEFAULT_PORT,
+        True,
+    )
+    assert settings.blob_root == root.resolve() / "blobs"
+    assert settings.prearchive_root == root.resolve() / "prearchive"
+    assert settings.work_root == root.resolve() / "work"
+
+
+def test_written_settings_keep_an_explicit_database_url(tmp_path: Path) -> None:
+    root = depot_folder(tmp_path, render_config(PG))
+    assert load_settings(root, env={}).database_url == PG
+
+
+def test_every_written_setting_is_valid_toml() -> None:
+    parsed = tomllib.loads(render_config(PG))
+    assert parsed == {
+        "depot": {"database_url": PG, "auto_migrate": True},
+        "server": {"host": DEFAULT_HOST, "port": DEFAULT_PORT},
+    }
+
+
+def test_settings_file_values_are_used(tmp_path: Path) -> None:
+    root = depot_folder(
+        tmp_path,
+        f'[depot]\ndatabase_url = "{PG}"\nauto_migrate = false\n'
+        '[server]\nhost = "0.0.0.0"\nport = 9000\n',
+    )
+    settings = load_settings(root, env={})
+    assert (settings.database_url, settings.auto_migrate) == (PG, False)
+    assert (settings.host, settings.port) == ("0.0.0.0", 9000)
+
+
+def test_environment_overrides_the_settings_file(tmp_path: Path) -> None:
+    root = depot_folder(tmp_path, render_config(PG))
+    env = {
+        "NEURODEPOT_DATABASE_URL": "sqlite+pysqlite:////elsewhere.sqlite",
+        "NEURODEPOT_HOST": "::1",
+        "NEURODEPOT_PORT": "9443",
+        "NEURODEPOT_AUTO_MIGRATE": "no",
+    }
+    settings = load_settings(root, env=env)
+    assert settings.database_url == "sqlite+pysqlite:////elsewhere.sqlite"
+    assert (settings.host, settings.port, settings.auto_migrate) == ("::1", 9443, False)
+
+
+def test_overrides_give_a_new_settings_object(tmp_path: Path) -> None:
+    settings = load_settings(depot_folder(tmp_path, render_config()), env={})
+    changed = settings.with_overrides(auto_migrate=False)
+    assert (settings.auto_migrate, changed.auto_migrate) == (True, False)
+
+
+@pytest.mark.parametrize(
+    "settings_text",
+    ["[depot\n", 'database_url = "unterminated\n', "[depot]\nport = = 1\n", b"\xff\xfe[depot]"],
+    ids=["unclosed table", "unterminated string", "double equals", "not utf-8"],
+)
+def test_malformed_settings_file_is_invalid_naming_the_file(
+    tmp_path: Path, settings_text: str | bytes
+) -> None:
+    root = depot_folder(tmp_path, settings_text)
+    with pytest.raises(Invalid) as raised:
+        load_settings(root, env={})
+    assert str(root.resolve() / CONFIG_FILE) in raised.value.message
+
+
+@pytest.mark.parametrize("table", ["depot", "server"])
+def test_section_that_is_not_a_table_is_invalid(tmp_path: Path, table: str) -> None:
+    root = depot_folder(tmp_path, f'{table} = "oops"\n')
+    with pytest.raises(Invalid, match=rf"\[{table}\] must be a table"):
+        load_settings(root, env={})
+
+
+@pytest.mark.parametrize(
+    ("settings_text", "env"),
+    [("[server]\nport = 'http'\n", {}), ("", {"NEURODEPOT_PORT": "80a"})],
+    ids=["file", "environment"],
+)
+def test_port_that_is_not_a_number_is_invalid(
+    tmp_path: Path, settings_text: str, env: dict[str, str]
+) -> None:
+    root = depot_folder(tmp_path, settings_text)
+    with pytest.raises(Invalid, match="port must be a whole number"):
+        load_settings(root, env=env)
+
+
+@pytest.mark.parametrize(
+    ("settings_text", "env"),
+    [("[depot]\nauto_migrate = 'perhaps'\n", {}), ("", {"NEURODEPOT_AUTO_MIGRATE": "2"})],
+    ids=["file", "environment"],
+)
+def test_auto_migrate_that_is_not_a_boolean_is_invalid(
+    tmp_path: Path, settings_text: str, env: dict[str, str]
+) -> None:
+    root = depot_folder(tmp_path, settings_text)
+    with pytest.raises(Invalid, match="must be true or false"):
+        load_settings(root, env=env)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1", True), ("TRUE", True), ("on", True), ("0", False), ("Off", False), (" no ", False)],
+)
+def test_auto_migrate_reads_the_usual_spellings(tmp_path: Path, text: str, expected: bool) -> None:
+    root = depot_folder(tmp_path, "")
+    assert load_settings(root, env={"NEURODEPOT_AUTO_MIGRATE": text}).auto_migrate is expected
+
+
+def test_folder_without_settings_file_is_not_a_depot(tmp_path: Path) -> None:
+    with pytest.raises(NotADepot, match="neurodepot init"):
+        load_settings(tmp_path, env={})
+
+
+def test_settings_file_that_is_a_folder_is_not_a_depot(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_FILE).mkdir()
+    with pytest.raises(NotADepot):
+        load_settings(tmp_path, env={})
+
+
+def test_environment_is_read_only_when_loading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = depot_folder(tmp_path, "")
+    monkeypatch.setenv("NEURODEPOT_PORT", "7001")
+    settings = load_settings(root)
+    monkeypatch.setenv("NEURODEPOT_PORT", "7002")
+    assert settings.port == 7001
+    assert load_settings(root).port == 7002

@@ -1,0 +1,167 @@
+"""Every route of the app, called as an anonymous remote caller and as the local operator.
+
+Routes are enumerated from the app itself, so a route added without the guard fails here:
+the anonymous caller would not get 403, and the route would lack an `authorize_*` dependency.
+"""
+
+import re
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+
+from neurodepot.api.app import PUBLIC_PATHS, create_app
+from neurodepot.catalog import hierarchy, resources
+from neurodepot.catalog.target import Target
+from neurodepot.depot.folder import Depot
+
+pytestmark = pytest.mark.anyio
+
+FILE_CONTENT = b"hello from f.txt\n"
+# Labels of the populated tree, of nothing at all, and not labels at all: the anonymous caller
+# learns neither what exists nor what would be valid.
+EXISTING = {"project": "P", "subject": "S", "session": "E", "scan": "1", "resource": "R"}
+MISSING = {"project": "Nope", "subject": "Nope", "session": "Nope", "scan": "99", "resource": "X"}
+MALFORMED = dict.fromkeys(EXISTING, "not.a.label")
+PARAMETER = re.compile(r"{(\w+)(?::\w+)?}")
+# Deletes last, the project's last of all, so that the operator's calls find what they touch.
+METHOD_ORDER = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    template: str
+    url: str
+
+    @property
+    def sort_key(self) -> tuple[int, int]:
+        return METHOD_ORDER.index(self.method), -self.template.count("/")
+
+    def send(self, client: httpx.AsyncClient) -> Awaitable[httpx.Response]:
+        if self.method == "POST":
+            return client.post(self.url, json={"label": "new"})
+        if self.method == "PUT":
+            return client.put(self.url, content=FILE_CONTENT)
+        return client.request(self.method, self.url)
+
+
+def every_route(app: FastAPI) -> list[RouteContext]:
+    """Each route the app serves, with the path and dependencies it is served with.
+
+    FastAPI (0.165) keeps an included router as one lazy entry in `app.routes`; this is the
+    flattening its own OpenAPI generator uses.
+    """
+    return list(iter_route_contexts(app.routes))
+
+
+def url_for(template: str, labels: dict[str, str]) -> str:
+    """`template` with each `{name}` filled; an unknown parameter name fails loudly."""
+    values = {**labels, "path": "f.txt"}
+    return PARAMETER.sub(lambda m: values[m.group(1)], template)
+
+
+def calls(app: FastAPI, labels: dict[str, str]) -> list[Call]:
+    found = [
+        Call(method, route.path, url_for(route.path, labels))
+        for route in every_route(app)
+        for method in sorted(route.methods or ())
+    ]
+    return sorted(found, key=lambda c: c.sort_key)
+
+
+def dependency_calls(dependant: Dependant) -> Iterator[str]:
+    for sub in dependant.dependencies:
+        yield getattr(sub.call, "__name__", "")
+        yield from dependency_calls(sub)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def app(depot: Depot) -> FastAPI:
+    """The app over a depot holding P/S/E/1, with resource R holding f.txt at every level."""
+    with depot.transaction() as db:
+        hierarchy.create_project(db, "P")
+        hierarchy.create_subject(db, "P", "S")
+        hierarchy.create_session(db, "P", "S", "E")
+        hierarchy.create_scan(db, "P", "S", "E", "1")
+    for target in ("P", "P/S", "P/S/E", "P/S/E/1"):
+        resources.add_file(depot, Target.parse(target), "R", "f.txt", [FILE_CONTENT])
+    return create_app(depot)
+
+
+async def client(app: FastAPI, host: str) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=(host, 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as opened:
+        yield opened
+
+
+@pytest.fixture
+async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async for opened in client(app, "203.0.113.7"):
+        yield opened
+
+
+@pytest.fixture
+async def operator(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async for opened in client(app, "127.0.0.1"):
+        yield opened
+
+
+def test_enumeration_covers_every_documented_route(app: FastAPI):
+    served = {route.path_format for route in every_route(app)}
+    documented = set(app.openapi()["paths"])
+    assert documented <= served
+    assert served >= PUBLIC_PATHS
+    every = calls(app, EXISTING)
+    assert len(every) == len({(c.method, c.template) for c in every}), "a route is served twice"
+
+
+def test_every_non_public_route_declares_the_guard(app: FastAPI):
+    unguarded = []
+    for route in every_route(app):
+        if route.path in PUBLIC_PATHS:
+            continue
+        if not isinstance(route.original_route, APIRoute):
+            unguarded.append(f"{route.path} is not an APIRoute, so it cannot declare the guard")
+            continue
+        if not any(name.startswith("authorize_") for name in dependency_calls(route.dependant)):
+            unguarded.append(f"{sorted(route.methods or ())} {route.path}")
+    assert unguarded == []
+
+
+@pytest.mark.parametrize(
+    "labels", [EXISTING, MISSING, MALFORMED], ids=["existing", "missing", "malformed"]
+)
+async def test_anonymous_caller_is_denied_everything_but_the_public_paths(
+    app: FastAPI, anonymous: httpx.AsyncClient, labels: dict[str, str]
+):
+    public: set[str] = set()
+    wrong = []
+    for call in calls(app, labels):
+        response = await call.send(anonymous)
+        if response.status_code != 403:
+            public.add(call.template)
+            if response.status_code != 200:
+                wrong.append(f"{call.method} {call.url}: {response.status_code}")
+        elif call.method != "HEAD" and response.json()["error"] != "Denied":
+            wrong.append(f"{call.method} {call.url}: {response.text}")
+    assert public == PUBLIC_PATHS
+    assert wrong == []
+
+
+async def test_operator_is_refused_nothing(app: FastAPI, operator: httpx.AsyncClient):
+    refused = []
+    for call in calls(app, EXISTING):
+        response = await call.send(operator)
+        if response.status_code in {401, 403} or response.status_code >= 500:
+            refused.append(f"{call.method} {call.url}: {response.status_code} {response.text}")
+    assert refused == []
