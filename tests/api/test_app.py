@@ -49,3 +49,33 @@ async def test_docs_and_their_oauth2_redirect_live_under_api_docs(
     redirect = await anonymous_client.get("/api/docs/oauth2-redirect")
     assert redirect.status_code == 200
     assert (await anonymous_client.get("/docs/oauth2-redirect")).status_code == 404
+
+
+async def test_a_malformed_body_is_a_422_in_the_common_error_shape(
+    operator_client: httpx.AsyncClient,
+) -> None:
+    response = await operator_client.post(
+        "/api/v1/projects", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "Invalid"
+    assert "JSON decode error" in body["message"]
+
+
+async def test_an_anonymous_malformed_body_is_denied_not_validated(
+    anonymous_client: httpx.AsyncClient,
+) -> None:
+    response = await anonymous_client.post(
+        "/api/v1/projects", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 403
+    assert response.json()["error"] == "Denied"
+
+
+async def test_an_unknown_route_is_a_404_in_the_common_error_shape(
+    operator_client: httpx.AsyncClient,
+) -> None:
+    response = await operator_client.get("/api/v1/no-such-thing")
+    assert response.status_code == 404
+    assert response.json() == {"error": "NotFound", "message": "Not Found"}

@@ -1,8 +1,17 @@
-"""Domain errors become HTTP statuses with a JSON body, here and nowhere else."""
+"""Errors become HTTP statuses with one JSON shape, `{"error", "message"}`, here and nowhere else.
+
+Request validation runs before the access guard in FastAPI (a malformed body is rejected while
+parsing), so its handler asks the policy first: a caller who may not act on the depot learns
+nothing from a 422 and gets the 403 every other request of theirs gets.
+"""
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
+from neurodepot.access.policy import Action, ensure
+from neurodepot.api.guard import current_principal
 from neurodepot.errors import Conflict, Denied, Invalid, NeurodepotError, NotFound, Unavailable
 
 STATUS = {
@@ -21,12 +30,51 @@ def status_for(error: NeurodepotError) -> int:
     return 400
 
 
+def _body(error: str, message: str, status: int, **extra: object) -> JSONResponse:
+    return JSONResponse({"error": error, "message": message, **extra}, status_code=status)
+
+
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, NeurodepotError)
-    return JSONResponse(
-        {"error": type(exc).__name__, "message": exc.message}, status_code=status_for(exc)
+    return _body(type(exc).__name__, exc.message, status_for(exc))
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    try:
+        ensure(current_principal(request), Action.READ, None)
+    except Denied as denied:
+        return await _domain_error(request, denied)
+    problems = [
+        f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"
+        for error in exc.errors()
+    ]
+    return _body(
+        "Invalid",
+        "the request is malformed: " + "; ".join(problems),
+        422,
+        detail=jsonable_errors(exc),
     )
+
+
+def jsonable_errors(exc: RequestValidationError) -> list[dict[str, object]]:
+    """Pydantic's error list without the raw input (which may be large or sensitive)."""
+    return [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
+        for error in exc.errors()
+    ]
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    names = {404: "NotFound", 405: "MethodNotAllowed"}
+    response = _body(names.get(exc.status_code, "HTTPError"), str(exc.detail), exc.status_code)
+    for key, value in (exc.headers or {}).items():
+        response.headers[key] = value
+    return response
 
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(NeurodepotError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
