@@ -326,3 +326,55 @@ class TestConcurrentWriters:
         assert not collector.is_alive()
         assert collected[0].files == []
         assert depot.blobs.exists(ref.digest)
+
+
+class TestBatch:
+    def test_nothing_is_visible_before_commit(self, store: BlobStore) -> None:
+        with store.batch() as batch:
+            ref = batch.put_stream([b"first ", b"content"])
+            assert ref.digest == sha256(b"first content")
+            assert list(store.digests()) == []
+            assert len(store.temporary_files()) == 1
+            batch.commit()
+        assert list(store.digests()) == [ref.digest]
+        assert store.path(ref.digest).read_bytes() == b"first content"
+        assert store.temporary_files() == []
+
+    def test_leaving_without_commit_stores_nothing(self, store: BlobStore) -> None:
+        with store.batch() as batch:
+            batch.put_stream([b"a"])
+            batch.put_stream([b"b"])
+        assert list(store.digests()) == []
+        assert store.temporary_files() == []
+
+    def test_a_failing_source_leaves_no_temporary_file(self, store: BlobStore) -> None:
+        def broken() -> Iterator[bytes]:
+            yield b"partial"
+            raise OSError("disk went away")
+
+        with store.batch() as batch, pytest.raises(OSError, match="disk went away"):
+            batch.put_stream(broken())
+        assert store.temporary_files() == []
+
+    def test_identical_contents_in_one_batch_are_stored_once(
+        self, store: BlobStore, tmp_path: Path
+    ) -> None:
+        sources = []
+        for index in range(3):
+            source = tmp_path / f"copy{index}.bin"
+            source.write_bytes(b"same bytes" * 1000)
+            sources.append(source)
+        with store.batch() as batch:
+            refs = [batch.put_file(source) for source in sources]
+            batch.commit()
+        assert len({ref.digest for ref in refs}) == 1
+        assert list(store.digests()) == [refs[0].digest]
+        assert store.temporary_files() == []
+
+    def test_large_chunks_hash_the_same_as_hashlib(self, store: BlobStore) -> None:
+        chunks = [os.urandom(300 * 1024), bytearray(os.urandom(400 * 1024)), os.urandom(17)]
+        expected = hashlib.sha256(b"".join(bytes(c) for c in chunks)).hexdigest()
+        with store.writer() as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+            assert writer.finish().digest == expected

@@ -63,7 +63,7 @@ def main() -> None:
     if mode == "kill-after-place":
         BlobStore._place = kill_self_after(BlobStore._place)
     elif mode == "kill-before-commit":
-        resources._record = kill_self_after(resources._record)
+        resources.record_file = kill_self_after(resources.record_file)
     if mode == "file":
         wait_for_go()
         stored = resources.add_local_file(depot, target, "R", Path(sys.argv[4]), path)

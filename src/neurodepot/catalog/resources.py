@@ -36,13 +36,17 @@ _OWNER_COLUMN = {
 
 
 def _find_resource(db: Session, target: Target, label: str) -> Resource:
-    owner = find_target(db, target)
-    resource = db.scalar(
-        select(Resource).where(_OWNER_COLUMN[target.level] == owner.id, Resource.label == label)
-    )
+    resource = find_resource_or_none(db, target, label)
     if resource is None:
         raise NotFound(f"resource {label!r} does not exist at {target}")
     return resource
+
+
+def find_resource_or_none(db: Session, target: Target, label: str) -> Resource | None:
+    owner = find_target(db, target)
+    return db.scalar(
+        select(Resource).where(_OWNER_COLUMN[target.level] == owner.id, Resource.label == label)
+    )
 
 
 def _ensure_resource(db: Session, target: Target, label: str) -> Resource:
@@ -129,7 +133,7 @@ def store_file(
         for attempt in range(RECORD_ATTEMPTS):
             try:
                 with depot.transaction() as db:
-                    stored, superseded = _record(
+                    stored, superseded = record_file(
                         db, target, label, path, ref, overwrite, content_type
                     )
                 break
@@ -187,7 +191,7 @@ def add_local_file(
         )
 
 
-def _record(
+def record_file(
     db: Session,
     target: Target,
     label: str,
@@ -196,7 +200,10 @@ def _record(
     overwrite: bool,
     content_type: str | None,
 ) -> tuple[StoredFile, str | None]:
-    """Record the file; also return a digest that may have lost its last reference."""
+    """Record content already placed in the store as the file `path` of the resource.
+
+    Returns what happened and a digest that may have lost its last reference (to collect).
+    """
     resource = _ensure_resource(db, target, label)
     insert_ignoring_duplicates(db, Blob, {"digest": ref.digest, "size": ref.size})
     query = select(ResourceFile).where(

@@ -16,6 +16,7 @@ from rich.progress import (
 )
 
 from neurodepot.catalog import resources
+from neurodepot.catalog.batch_add import add_local_files
 from neurodepot.catalog.records import FileInfo
 from neurodepot.catalog.target import Target
 from neurodepot.cli.output import JsonFlag, console, done, human_size, show
@@ -72,17 +73,12 @@ def add(
     """Add files (or folders, recursively) to a resource, creating it if needed."""
     t = Target.parse(target)
     pairs = _sources(files, prefix)
-    stored = []
-    with state(ctx).open() as depot:
-        with depot.transaction() as db:
-            for _, path in pairs:
-                resources.check_can_store(db, t, name, path)
-        total = sum(src.stat().st_size for src, _ in pairs)
-        with _progress(as_json) as bar:
-            task = bar.add_task(f"Adding to {t}/{name}", total=total)
-            for src, path in pairs:
-                stored.append(resources.add_local_file(depot, t, name, src, path, overwrite))
-                bar.advance(task, src.stat().st_size)
+    total = sum(src.stat().st_size for src, _ in pairs)
+    with state(ctx).open() as depot, _progress(as_json) as bar:
+        task = bar.add_task(f"Adding to {t}/{name}", total=total)
+        stored = add_local_files(
+            depot, t, name, pairs, overwrite, progress=lambda n: bar.advance(task, n)
+        )
     counts = {
         o: sum(1 for s in stored if s.outcome == o) for o in ("created", "replaced", "unchanged")
     }
