@@ -1,12 +1,11 @@
-"""Request and response bodies of `/api/v1`, apart from the ORM models."""
+"""Request bodies of `/api/v1`.
 
-from datetime import date, datetime
+Responses are the catalog's frozen records (`neurodepot.catalog.records`), never ORM models.
+"""
 
-from pydantic import BaseModel, ConfigDict, Field
+from datetime import date
 
-
-class Out(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+from pydantic import BaseModel, Field
 
 
 class ProjectIn(BaseModel):
@@ -15,23 +14,8 @@ class ProjectIn(BaseModel):
     description: str = ""
 
 
-class ProjectOut(Out):
-    label: str
-    name: str
-    description: str
-    created_at: datetime
-    subject_count: int
-
-
 class SubjectIn(BaseModel):
     label: str
-
-
-class SubjectOut(Out):
-    project: str
-    label: str
-    created_at: datetime
-    session_count: int
 
 
 class SessionIn(BaseModel):
@@ -40,58 +24,14 @@ class SessionIn(BaseModel):
     acquired_on: date | None = None
 
 
-class SessionOut(Out):
-    project: str
-    subject: str
-    label: str
-    modality: str
-    acquired_on: date | None
-    created_at: datetime
-    scan_count: int
-
-
 class ScanIn(BaseModel):
     label: str
     type: str = ""
     modality: str = ""
 
 
-class ScanOut(Out):
-    project: str
-    subject: str
-    session: str
-    label: str
-    type: str
-    modality: str
-    created_at: datetime
-
-
 class ResourceIn(BaseModel):
     label: str
-
-
-class FileOut(Out):
-    path: str
-    digest: str
-    size: int
-    content_type: str
-    created_at: datetime
-
-
-class ResourceOut(Out):
-    target: str
-    label: str
-    file_count: int
-    total_size: int
-    created_at: datetime
-    files: list[FileOut] = []
-
-
-class StoredFileOut(Out):
-    target: str
-    resource: str
-    file: FileOut
-    outcome: str = Field(description="created, replaced or unchanged (same content re-sent).")
 
 
 class Health(BaseModel):

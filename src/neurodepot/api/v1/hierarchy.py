@@ -3,18 +3,10 @@
 from fastapi import APIRouter, Response, status
 
 from neurodepot.api.guard import CanCreate, CanDelete, CanRead, DepotDep
-from neurodepot.api.schemas import (
-    ProjectIn,
-    ProjectOut,
-    ScanIn,
-    ScanOut,
-    SessionIn,
-    SessionOut,
-    SubjectIn,
-    SubjectOut,
-)
+from neurodepot.api.schemas import ProjectIn, ScanIn, SessionIn, SubjectIn
 from neurodepot.catalog import hierarchy
 from neurodepot.catalog.deletion import delete_project
+from neurodepot.catalog.records import ProjectInfo, ScanInfo, SessionInfo, SubjectInfo
 
 router = APIRouter(tags=["hierarchy"])
 
@@ -25,22 +17,22 @@ SCAN = SESSION + "/scans/{scan}"
 
 
 @router.get("/projects", dependencies=[CanRead])
-def list_projects(depot: DepotDep) -> list[ProjectOut]:
+def list_projects(depot: DepotDep) -> list[ProjectInfo]:
     with depot.transaction() as db:
-        return [ProjectOut.model_validate(p) for p in hierarchy.list_projects(db)]
+        return hierarchy.list_projects(db)
 
 
 @router.post("/projects", status_code=status.HTTP_201_CREATED, dependencies=[CanCreate])
-def create_project(body: ProjectIn, depot: DepotDep) -> ProjectOut:
+def create_project(body: ProjectIn, depot: DepotDep) -> ProjectInfo:
     with depot.transaction() as db:
         project = hierarchy.create_project(db, body.label, body.name, body.description)
-    return ProjectOut.model_validate(project)
+    return project
 
 
 @router.get(PROJECT, dependencies=[CanRead])
-def get_project(project: str, depot: DepotDep) -> ProjectOut:
+def get_project(project: str, depot: DepotDep) -> ProjectInfo:
     with depot.transaction() as db:
-        return ProjectOut.model_validate(hierarchy.get_project(db, project))
+        return hierarchy.get_project(db, project)
 
 
 @router.delete(PROJECT, status_code=status.HTTP_204_NO_CONTENT, dependencies=[CanDelete])
@@ -51,62 +43,64 @@ def remove_project(project: str, depot: DepotDep, force: bool = False) -> Respon
 
 
 @router.get(PROJECT + "/subjects", dependencies=[CanRead])
-def list_subjects(project: str, depot: DepotDep) -> list[SubjectOut]:
+def list_subjects(project: str, depot: DepotDep) -> list[SubjectInfo]:
     with depot.transaction() as db:
-        return [SubjectOut.model_validate(s) for s in hierarchy.list_subjects(db, project)]
+        return hierarchy.list_subjects(db, project)
 
 
 @router.post(PROJECT + "/subjects", status_code=201, dependencies=[CanCreate])
-def create_subject(project: str, body: SubjectIn, depot: DepotDep) -> SubjectOut:
+def create_subject(project: str, body: SubjectIn, depot: DepotDep) -> SubjectInfo:
     with depot.transaction() as db:
-        return SubjectOut.model_validate(hierarchy.create_subject(db, project, body.label))
+        return hierarchy.create_subject(db, project, body.label)
 
 
 @router.get(SUBJECT, dependencies=[CanRead])
-def get_subject(project: str, subject: str, depot: DepotDep) -> SubjectOut:
+def get_subject(project: str, subject: str, depot: DepotDep) -> SubjectInfo:
     with depot.transaction() as db:
-        return SubjectOut.model_validate(hierarchy.get_subject(db, project, subject))
+        return hierarchy.get_subject(db, project, subject)
 
 
 @router.get(SUBJECT + "/sessions", dependencies=[CanRead])
-def list_sessions(project: str, subject: str, depot: DepotDep) -> list[SessionOut]:
+def list_sessions(project: str, subject: str, depot: DepotDep) -> list[SessionInfo]:
     with depot.transaction() as db:
         found = hierarchy.list_sessions(db, project, subject)
-    return [SessionOut.model_validate(s) for s in found]
+    return found
 
 
 @router.post(SUBJECT + "/sessions", status_code=201, dependencies=[CanCreate])
-def create_session(project: str, subject: str, body: SessionIn, depot: DepotDep) -> SessionOut:
+def create_session(project: str, subject: str, body: SessionIn, depot: DepotDep) -> SessionInfo:
     with depot.transaction() as db:
         created = hierarchy.create_session(
             db, project, subject, body.label, body.modality, body.acquired_on
         )
-    return SessionOut.model_validate(created)
+    return created
 
 
 @router.get(SESSION, dependencies=[CanRead])
-def get_session(project: str, subject: str, session: str, depot: DepotDep) -> SessionOut:
+def get_session(project: str, subject: str, session: str, depot: DepotDep) -> SessionInfo:
     with depot.transaction() as db:
-        return SessionOut.model_validate(hierarchy.get_session(db, project, subject, session))
+        return hierarchy.get_session(db, project, subject, session)
 
 
 @router.get(SESSION + "/scans", dependencies=[CanRead])
-def list_scans(project: str, subject: str, session: str, depot: DepotDep) -> list[ScanOut]:
+def list_scans(project: str, subject: str, session: str, depot: DepotDep) -> list[ScanInfo]:
     with depot.transaction() as db:
         found = hierarchy.list_scans(db, project, subject, session)
-    return [ScanOut.model_validate(s) for s in found]
+    return found
 
 
 @router.post(SESSION + "/scans", status_code=201, dependencies=[CanCreate])
-def create_scan(project: str, subject: str, session: str, body: ScanIn, depot: DepotDep) -> ScanOut:
+def create_scan(
+    project: str, subject: str, session: str, body: ScanIn, depot: DepotDep
+) -> ScanInfo:
     with depot.transaction() as db:
         created = hierarchy.create_scan(
             db, project, subject, session, body.label, body.type, body.modality
         )
-    return ScanOut.model_validate(created)
+    return created
 
 
 @router.get(SCAN, dependencies=[CanRead])
-def get_scan(project: str, subject: str, session: str, scan: str, depot: DepotDep) -> ScanOut:
+def get_scan(project: str, subject: str, session: str, scan: str, depot: DepotDep) -> ScanInfo:
     with depot.transaction() as db:
-        return ScanOut.model_validate(hierarchy.get_scan(db, project, subject, session, scan))
+        return hierarchy.get_scan(db, project, subject, session, scan)

@@ -13,9 +13,10 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from neurodepot.api.guard import CanCreate, CanDelete, CanRead, DepotDep
-from neurodepot.api.schemas import FileOut, ResourceIn, ResourceOut, StoredFileOut
+from neurodepot.api.schemas import ResourceIn
 from neurodepot.api.v1.hierarchy import PROJECT, SCAN, SESSION, SUBJECT
 from neurodepot.catalog import resources
+from neurodepot.catalog.records import FileInfo, ResourceInfo, StoredFile
 from neurodepot.catalog.target import Target
 
 router = APIRouter(tags=["resources"])
@@ -54,19 +55,19 @@ def _register(prefix: str, resolve: Callable[..., Target]) -> None:
     base = prefix + "/resources"
 
     @router.get(base, dependencies=[CanRead])
-    def list_resources(target: TargetDep, depot: DepotDep) -> list[ResourceOut]:
+    def list_resources(target: TargetDep, depot: DepotDep) -> list[ResourceInfo]:
         with depot.transaction() as db:
-            return [ResourceOut.model_validate(r) for r in resources.list_resources(db, target)]
+            return resources.list_resources(db, target)
 
     @router.post(base, status_code=201, dependencies=[CanCreate])
-    def create_resource(target: TargetDep, body: ResourceIn, depot: DepotDep) -> ResourceOut:
+    def create_resource(target: TargetDep, body: ResourceIn, depot: DepotDep) -> ResourceInfo:
         with depot.transaction() as db:
-            return ResourceOut.model_validate(resources.create_resource(db, target, body.label))
+            return resources.create_resource(db, target, body.label)
 
     @router.get(base + "/{resource}", dependencies=[CanRead])
-    def get_resource(target: TargetDep, resource: str, depot: DepotDep) -> ResourceOut:
+    def get_resource(target: TargetDep, resource: str, depot: DepotDep) -> ResourceInfo:
         with depot.transaction() as db:
-            return ResourceOut.model_validate(resources.get_resource(db, target, resource))
+            return resources.get_resource(db, target, resource)
 
     @router.put(base + "/{resource}/files/{path:path}", dependencies=[CanCreate])
     async def upload_file(
@@ -79,7 +80,7 @@ def _register(prefix: str, resolve: Callable[..., Target]) -> None:
         overwrite: bool = False,
         content_type: Annotated[str | None, Header()] = None,
         x_content_sha256: Annotated[str | None, Header()] = None,
-    ) -> StoredFileOut:
+    ) -> StoredFile:
         """Store the request body as a file; 201 when created, 200 when replaced or unchanged.
 
         Send `X-Content-SHA256` to have the content verified before it is stored.
@@ -107,7 +108,7 @@ def _register(prefix: str, resolve: Callable[..., Target]) -> None:
             )
         response.status_code = 201 if stored.outcome == "created" else 200
         response.headers["ETag"] = _etag(stored.file.digest)
-        return StoredFileOut.model_validate(stored)
+        return stored
 
     # HEAD is its own route, left out of the schema: one route for both methods would give
     # both operations the same OpenAPI operationId.
@@ -146,8 +147,8 @@ def _register(prefix: str, resolve: Callable[..., Target]) -> None:
     @router.delete(
         base + "/{resource}/files/{path:path}", dependencies=[CanDelete], status_code=200
     )
-    def delete_file(target: TargetDep, resource: str, path: str, depot: DepotDep) -> FileOut:
-        return FileOut.model_validate(resources.delete_file(depot, target, resource, path))
+    def delete_file(target: TargetDep, resource: str, path: str, depot: DepotDep) -> FileInfo:
+        return resources.delete_file(depot, target, resource, path)
 
 
 for _prefix, _resolve in (
