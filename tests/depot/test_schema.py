@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 import neurodepot.access.models
 import neurodepot.catalog.models
+import neurodepot.jobs.models
 from neurodepot.catalog.hierarchy import create_project, create_scan, create_session, create_subject
 from neurodepot.catalog.models import (
     ImagingSession,
@@ -26,8 +27,8 @@ from neurodepot.depot.folder import Depot, open_depot
 from neurodepot.depot.orm import Base, Blob
 from neurodepot.errors import MigrationRequired, Unavailable
 
-MODELS = (neurodepot.access.models, neurodepot.catalog.models)  # registers every table
-ALL_REVISIONS = ["0001", "0002"]
+MODELS = (neurodepot.access.models, neurodepot.catalog.models, neurodepot.jobs.models)
+ALL_REVISIONS = ["0001", "0002", "0003"]
 
 
 def tables(engine: Engine) -> set[str]:
@@ -97,7 +98,7 @@ class TestMigrations:
         assert "0002" in raised.value.message
         assert sorted(p.name for p in old_depot_root.iterdir()) == folder_before
         with open_depot(old_depot_root, env=depot_env, auto_migrate=True) as opened:
-            assert opened.migrations_applied == ["0002"]  # so nothing had been applied before
+            assert opened.migrations_applied == ALL_REVISIONS[1:]  # nothing had been applied
 
     def test_depot_at_an_unknown_revision_is_refused_as_unavailable(
         self, depot: Depot, depot_env: dict[str, str]

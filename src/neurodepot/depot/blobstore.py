@@ -48,11 +48,12 @@ class BlobWriter:
     once `write` returns; only immutable `bytes` are hashed in the background.
     """
 
-    def __init__(self, store: "BlobStore") -> None:
+    def __init__(self, store: "BlobStore", directory: Path | None = None) -> None:
         self._store = store
         self._hash = hashlib.sha256()
         self._size = 0
-        fd, name = tempfile.mkstemp(prefix="incoming-", dir=store.tmp_root)
+        self._kept = False
+        fd, name = tempfile.mkstemp(prefix="incoming-", dir=directory or store.tmp_root)
         self.tmp_path = Path(name)
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
         self._hasher: ThreadPoolExecutor | None = None
@@ -102,6 +103,10 @@ class BlobWriter:
         self.ref = ref
         return ref
 
+    def keep(self) -> None:
+        """Leave the sealed temporary file for the caller to place later (`BlobStore.place`)."""
+        self._kept = True
+
     def abort(self) -> None:
         self._stop_hasher()
         if self._file is not None:
@@ -124,7 +129,7 @@ class BlobWriter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.ref is None:
+        if self.ref is None and not (self._kept and self._file is None):
             self.abort()
 
 
@@ -207,8 +212,13 @@ class BlobStore:
     def exists(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
-    def writer(self) -> BlobWriter:
-        return BlobWriter(self)
+    def writer(self, directory: Path | None = None) -> BlobWriter:
+        """A writer staging in `directory` (default `blobs/tmp`; same file system required)."""
+        return BlobWriter(self, directory)
+
+    def place(self, sealed: Path, ref: BlobRef) -> None:
+        """Make a sealed, kept temporary file the blob `ref` (hold `writing()` until recorded)."""
+        self._place(sealed, ref)
 
     def batch(self) -> BlobBatch:
         return BlobBatch(self)
