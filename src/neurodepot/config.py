@@ -27,6 +27,10 @@ class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     auto_migrate: bool = True
+    dask_scheduler: str | None = None
+    dask_workers: int | None = None
+    job_heartbeat_s: float = 5.0
+    job_lease_s: float = 30.0
 
     @property
     def blob_root(self) -> Path:
@@ -74,6 +78,7 @@ def load_settings(root: Path, env: Mapping[str, str] | None = None) -> Settings:
         raise Invalid(f"{path} is not valid TOML: {exc}") from exc
     depot = _table(data, "depot", path)
     server = _table(data, "server", path)
+    jobs = _table(data, "jobs", path)
     database_url = (
         env.get("NEURODEPOT_DATABASE_URL") or depot.get("database_url") or sqlite_url(root)
     )
@@ -83,6 +88,17 @@ def load_settings(root: Path, env: Mapping[str, str] | None = None) -> Settings:
         host=str(env.get("NEURODEPOT_HOST") or server.get("host", DEFAULT_HOST)),
         port=_int(env.get("NEURODEPOT_PORT") or server.get("port", DEFAULT_PORT), "port"),
         auto_migrate=_bool(env.get("NEURODEPOT_AUTO_MIGRATE", depot.get("auto_migrate", True))),
+        dask_scheduler=str(env.get("NEURODEPOT_DASK_SCHEDULER") or jobs.get("scheduler") or "")
+        or None,
+        dask_workers=_optional_int(env.get("NEURODEPOT_DASK_WORKERS") or jobs.get("workers")),
+        job_heartbeat_s=_float(
+            env.get("NEURODEPOT_JOB_HEARTBEAT_SECONDS") or jobs.get("heartbeat_seconds", 5.0),
+            "job heartbeat seconds",
+        ),
+        job_lease_s=_float(
+            env.get("NEURODEPOT_JOB_LEASE_SECONDS") or jobs.get("lease_seconds", 30.0),
+            "job lease seconds",
+        ),
     )
 
 
@@ -103,6 +119,14 @@ def render_config(database_url: str | None = None) -> str:
         "[server]\n"
         f'host = "{DEFAULT_HOST}"\n'
         f"port = {DEFAULT_PORT}\n"
+        "\n"
+        "[jobs]\n"
+        "# Run pipelines on an existing Dask scheduler (NEURODEPOT_DASK_SCHEDULER); by default\n"
+        "# `serve` starts a local cluster of worker processes (NEURODEPOT_DASK_WORKERS of them).\n"
+        '# scheduler = "tcp://scheduler.example.org:8786"\n'
+        "# workers = 2\n"
+        "heartbeat_seconds = 5\n"
+        "lease_seconds = 30\n"
     )
 
 
@@ -118,6 +142,20 @@ def _int(value: object, name: str) -> int:
         return int(str(value))
     except ValueError:
         raise Invalid(f"setting {name} must be a whole number, not {value!r}") from None
+
+
+def _optional_int(value: object) -> int | None:
+    return None if value in (None, "") else _int(value, "workers")
+
+
+def _float(value: object, name: str) -> float:
+    try:
+        number = float(str(value))
+    except ValueError:
+        raise Invalid(f"setting {name} must be a number, not {value!r}") from None
+    if number <= 0:
+        raise Invalid(f"setting {name} must be positive, not {value!r}")
+    return number
 
 
 def _bool(value: object) -> bool:

@@ -9,6 +9,7 @@ from neurodepot.api.schemas import Health
 from neurodepot.api.v1 import router as v1_router
 from neurodepot.depot import schema
 from neurodepot.depot.folder import Depot
+from neurodepot.jobs.registry import load_registry
 
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/api/docs", "/api/docs/oauth2-redirect", "/api/openapi.json"}
@@ -26,6 +27,7 @@ def create_app(depot: Depot) -> FastAPI:
         openapi_url="/api/openapi.json",
     )
     app.state.depot = depot
+    app.state.registry = load_registry()
     exception_handlers.install(app)
     app.middleware("http")(log_request)
 

@@ -53,6 +53,7 @@ def authorize(action: Action) -> Callable[..., Principal]:
             ensure(principal, action, None)
             raise
         ensure(principal, action, target)
+        request.state.principal = principal
         return principal
 
     guard.__name__ = f"authorize_{action.value}"

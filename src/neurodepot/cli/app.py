@@ -9,7 +9,7 @@ import click
 import typer
 
 from neurodepot import __version__
-from neurodepot.cli import depot_commands, hierarchy, project, resource, serve
+from neurodepot.cli import depot_commands, hierarchy, jobs, project, resource, serve
 from neurodepot.cli.state import CliState
 from neurodepot.errors import (
     Conflict,
@@ -68,6 +68,9 @@ app.add_typer(hierarchy.subject_app, name="subject")
 app.add_typer(hierarchy.session_app, name="session")
 app.add_typer(hierarchy.scan_app, name="scan")
 app.add_typer(resource.app, name="resource")
+app.command()(jobs.run)
+app.command()(jobs.pipelines)
+app.add_typer(jobs.app, name="jobs")
 
 
 def _say(line: str) -> None:

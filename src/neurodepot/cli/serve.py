@@ -42,6 +42,7 @@ def _logging_config() -> dict[str, object]:
             "neurodepot": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
             "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+            "distributed": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
         },
     }
 
@@ -61,7 +62,16 @@ def run_server(depot: Depot, host: str | None, port: int | None) -> None:
         "serving",
         extra={"fields": {"depot": str(depot.settings.root), "url": f"http://{host}:{port}"}},
     )
-    uvicorn.run(create_app(depot), host=host, port=port, log_config=config)
+    from neurodepot.jobs.registry import load_registry
+    from neurodepot.jobs.service import JobService
+
+    app = create_app(depot)
+    jobs = JobService(depot, load_registry(), {}, recover=True)
+    jobs.start()
+    try:
+        uvicorn.run(app, host=host, port=port, log_config=config)
+    finally:
+        jobs.stop()
 
 
 def serve(ctx: typer.Context, host: HostOpt = None, port: PortOpt = None) -> None:

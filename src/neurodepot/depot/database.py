@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from neurodepot.errors import Invalid, Unavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+SQLITE_BEGIN_OPTION = "neurodepot_sqlite_begin"
 
 
 def is_sqlite(url: str) -> bool:
@@ -67,10 +68,18 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        mode = conn.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
+def session_factory(engine: Engine, read_only: bool = False) -> sessionmaker[Session]:
+    """Sessions for writing (SQLite: `BEGIN IMMEDIATE`) or only reading (`BEGIN DEFERRED`).
+
+    A reading transaction on SQLite takes no write lock, so it neither waits for nor blocks a
+    writer (WAL); it must not write.
+    """
+    if read_only:
+        engine = engine.execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"})
     return sessionmaker(engine, expire_on_commit=False)
 
 

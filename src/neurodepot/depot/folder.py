@@ -28,14 +28,22 @@ class Depot:
     engine: Engine
     blobs: BlobStore
     sessions: sessionmaker[Session] = field(init=False)
+    read_sessions: sessionmaker[Session] = field(init=False)
     migrations_applied: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.sessions = session_factory(self.engine)
+        self.read_sessions = session_factory(self.engine, read_only=True)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         with transaction(self.sessions) as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A transaction for reads only; on SQLite it never waits for a writer."""
+        with transaction(self.read_sessions) as session:
             yield session
 
     def close(self) -> None:

@@ -36,7 +36,7 @@ def _wait(context: JobContext) -> None:
 
 def _manifest(context: JobContext) -> None:
     """Write `MANIFEST/manifest.json`: every resource file at the target with its digest."""
-    with context.depot.transaction() as db:
+    with context.depot.reading() as db:
         listed = resources.list_resources(db, context.target)
         entries = []
         for index, resource in enumerate(listed):

@@ -42,7 +42,7 @@ def dask_client(
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",  # its HTTP server always starts: keep it local
             silence_logs=logging.WARNING,
         ) as cluster,
         Client(cluster, set_as_default=False) as client,

@@ -43,7 +43,8 @@ class Dispatcher:
         self._depot = depot
         self._client = client
         self._registry = registry
-        self._env = dict(env)
+        # Workers open the depot exactly as this process did, whatever their own environment.
+        self._env = {**env, "NEURODEPOT_DATABASE_URL": depot.settings.database_url}
         self._timings = timings
         self._submitted: dict[tuple[int, int], Future] = {}
         self._stop = threading.Event()

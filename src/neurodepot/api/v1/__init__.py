@@ -2,8 +2,9 @@
 
 from fastapi import APIRouter
 
-from neurodepot.api.v1 import hierarchy, resources
+from neurodepot.api.v1 import hierarchy, jobs, resources
 
 router = APIRouter(prefix="/api/v1")
 router.include_router(hierarchy.router)
 router.include_router(resources.router)
+router.include_router(jobs.router)
