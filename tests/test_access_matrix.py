@@ -18,14 +18,21 @@ from neurodepot.api.app import PUBLIC_PATHS, create_app
 from neurodepot.catalog import hierarchy, resources
 from neurodepot.catalog.target import Target
 from neurodepot.depot.folder import Depot
+from neurodepot.jobs import records
+from neurodepot.jobs.registry import load_registry
 
 pytestmark = pytest.mark.anyio
 
 FILE_CONTENT = b"hello from f.txt\n"
 # Labels of the populated tree, of nothing at all, and not labels at all: the anonymous caller
 # learns neither what exists nor what would be valid.
-EXISTING = {"project": "P", "subject": "S", "session": "E", "scan": "1", "resource": "R"}
-MISSING = {"project": "Nope", "subject": "Nope", "session": "Nope", "scan": "99", "resource": "X"}
+EXISTING = {
+    "project": "P", "subject": "S", "session": "E", "scan": "1", "resource": "R", "job_id": "1",
+}  # fmt: skip
+MISSING = {
+    "project": "Nope", "subject": "Nope", "session": "Nope", "scan": "99", "resource": "X",
+    "job_id": "999",
+}  # fmt: skip
 MALFORMED = dict.fromkeys(EXISTING, "not.a.label")
 PARAMETER = re.compile(r"{(\w+)(?::\w+)?}")
 # Deletes last, the project's last of all, so that the operator's calls find what they touch.
@@ -43,6 +50,8 @@ class Call:
         return METHOD_ORDER.index(self.method), -self.template.count("/")
 
     def send(self, client: httpx.AsyncClient) -> Awaitable[httpx.Response]:
+        if self.method == "POST" and self.template.endswith("/jobs"):
+            return client.post(self.url, json={"pipeline": "noop", "target": "P"})
         if self.method == "POST":
             return client.post(self.url, json={"label": "new"})
         if self.method == "PUT":
@@ -95,6 +104,8 @@ def app(depot: Depot) -> FastAPI:
         hierarchy.create_scan(db, "P", "S", "E", "1")
     for target in ("P", "P/S", "P/S/E", "P/S/E/1"):
         resources.add_file(depot, Target.parse(target), "R", "f.txt", [FILE_CONTENT])
+    with depot.transaction() as db:
+        records.create_job(db, load_registry(), "noop", Target("P"), {}, "test")
     return create_app(depot)
 
 
