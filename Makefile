@@ -28,3 +28,4 @@ test: install
 
 bench: install
 	$(BIN)/python bench/blobstore.py
+	$(BIN)/python bench/jobs.py
