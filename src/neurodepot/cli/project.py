@@ -76,3 +76,31 @@ def delete(
         {"project": label, "subjects": subjects, "contents": contents},
         f"Deleted project {label} ({subjects} subject(s), {contents} file content(s))",
     )
+
+
+@app.command()
+def pipelines(
+    ctx: typer.Context,
+    label: str,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Pipeline to run on each archived session (repeat, in order)."),
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Run nothing automatically.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show or set the pipelines a project runs on every newly archived session."""
+    from neurodepot.jobs import triggers
+    from neurodepot.jobs.registry import load_registry
+
+    with state(ctx).open() as depot, depot.transaction() as db:
+        if set_ or clear:
+            chosen = [(name, {}) for name in (set_ or [])]
+            triggers.set_project_pipelines(db, load_registry(), label, chosen)  # type: ignore[arg-type]
+        configured = triggers.project_pipelines(db, label)
+    names = [name for name, _ in configured]
+    done(
+        as_json,
+        [{"pipeline": name, "params": params} for name, params in configured],
+        f"{label} runs on each archived session: {', '.join(names) or 'nothing'}",
+    )

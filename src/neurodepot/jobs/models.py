@@ -51,3 +51,16 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ProjectPipeline(Base):
+    """A pipeline a project runs on every newly archived session, in `position` order."""
+
+    __tablename__ = "project_pipelines"
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(primary_key=True)
+    pipeline: Mapped[str] = mapped_column(String(128))
+    params: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
