@@ -4,16 +4,17 @@ What is measured, with the built-in `noop` pipeline (it only checks for cancella
 millisecond is the runner's own):
 
 - latency: one job at a time, queue -> done. Each job is created in its own transaction and
-  awaited by polling its row (every `POLL_JOB_S`); a random pause of up to one dispatcher poll
-  interval before each job makes queue times land anywhere in the dispatcher's cycle, as a
-  user's would. Median and p95 of the observed times, and the same split by the job row's own
-  timestamps: queued -> started (dispatcher poll, Dask submit, claim) and started -> finished
-  (the worker's work: reading the job, staging, heartbeat thread, pipeline, commit).
+  awaited by polling its row every `POLL_JOB_S` (read-only transactions, which take no lock on
+  SQLite, so the polling does not hold the workers up); a random pause of up to one dispatcher
+  poll interval before each job makes queue times land anywhere in the dispatcher's cycle, as
+  a user's would. Median and p95 of the observed times, and the same split by the job row's
+  own timestamps: queued -> started (dispatcher poll, Dask submit, claim) and started ->
+  finished (the worker's work: reading the job, staging, heartbeat thread, pipeline, commit).
   Peer: `client.submit(...).result()` of a trivial function, one at a time.
 - throughput: `--jobs` jobs created in one transaction, timed (creation included) until all have
-  succeeded, by polling `count_by_status`. Peers in the same run: calling the `noop` pipeline's
-  `run` in a loop with a real `JobContext` and no database (the ceiling: what the pipeline
-  itself costs), and plain Dask, `client.submit` of a trivial function `--jobs` times and
+  succeeded, by polling the count of jobs per status. Peers in the same run: calling the `noop`
+  pipeline's `run` in a loop with a real `JobContext` and no database (the ceiling: what the
+  pipeline itself costs), and plain Dask, `client.submit` of a trivial function `--jobs` times and
   `gather` (the meaningful peer: what scheduling on this cluster costs without job rows).
 - worker-side cost: `execute_job` called in this process, one job after another, with no Dask
   and no dispatcher: the database work and bookkeeping each job costs wherever it runs.
@@ -38,7 +39,6 @@ import sys
 import tempfile
 import time
 import uuid
-import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -209,7 +209,7 @@ def wait_for_job(depot: Depot, job_id: int) -> records.JobInfo:
     """Poll until the job has finished; raise when it did not succeed or took too long."""
     deadline = time.monotonic() + JOB_TIMEOUT_S
     while time.monotonic() < deadline:
-        with depot.transaction() as db:
+        with depot.reading() as db:
             job = records.get_job(db, job_id, with_log=False)
         if job.status in records.FINISHED:
             if job.status != "succeeded":
@@ -229,10 +229,10 @@ def status_counts(db: Session) -> dict[str, int]:
 
 
 def wait_for_succeeded(depot: Depot, expected: int, timeout_s: float) -> None:
-    """Poll `count_by_status` until `expected` jobs in all have succeeded; any failure raises."""
+    """Poll the counts per status until `expected` jobs in all have succeeded; a failure raises."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with depot.transaction() as db:
+        with depot.reading() as db:
             counts = status_counts(db)
         unsuccessful = counts.get("failed", 0) + counts.get("cancelled", 0)
         if unsuccessful:
@@ -248,7 +248,7 @@ def batch_timeout_s(count: int) -> float:
 
 
 def succeeded_so_far(depot: Depot) -> int:
-    with depot.transaction() as db:
+    with depot.reading() as db:
         return status_counts(db).get("succeeded", 0)
 
 
@@ -460,8 +460,6 @@ def print_throughput(results: Results, repeat: int) -> None:
 
 def main(argv: Sequence[str]) -> None:
     config = parse_args(argv)
-    # The scheduler falls back to a free port for its HTTP server when another cluster runs.
-    warnings.filterwarnings("ignore", message="Port 8787 is already in use")
     results = Results(config.jobs)
     with (
         tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp,
