@@ -1,5 +1,7 @@
 """Adding many local files at once: checked first, stored in batches, all or nothing per check."""
 
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -95,4 +97,35 @@ def test_overwrite_replaces_and_drops_the_old_content(tree: Depot, tmp_path: Pat
     assert [s.outcome for s in stored] == ["unchanged", "replaced"]
     assert count(tree, Blob) == 2
     assert len(list(tree.blobs.digests())) == 2
+    assert fsck(tree.engine, tree.blobs).ok
+
+
+def test_a_path_changed_by_someone_else_meanwhile_refuses_the_batch_without_hanging(
+    tree: Depot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pairs = make_files(tmp_path / "in", 3)
+    real_record = batch_add.record_file
+
+    def someone_else_was_faster(*args: object, **kwargs: object) -> object:
+        stored, superseded = real_record(*args, **kwargs)  # type: ignore[arg-type]
+        return replace(stored, outcome="refused"), superseded
+
+    monkeypatch.setattr(batch_add, "record_file", someone_else_was_faster)
+    outcome: list[BaseException | None] = []
+
+    def add() -> None:
+        try:
+            add_local_files(tree, SCAN, "DICOM", pairs)
+            outcome.append(None)
+        except BaseException as error:  # handed to the test thread
+            outcome.append(error)
+
+    worker = threading.Thread(target=add, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "adding hung (collecting while holding the writing lock)"
+    assert isinstance(outcome[0], Conflict)
+    assert "changed by someone else" in str(outcome[0])
+    assert count(tree, ResourceFile) == 0
+    assert list(tree.blobs.digests()) == []
     assert fsck(tree.engine, tree.blobs).ok

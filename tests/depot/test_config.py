@@ -54,7 +54,31 @@ def test_every_written_setting_is_valid_toml() -> None:
     assert parsed == {
         "depot": {"database_url": PG, "auto_migrate": True},
         "server": {"host": DEFAULT_HOST, "port": DEFAULT_PORT},
+        "jobs": {"heartbeat_seconds": 5, "lease_seconds": 30},
     }
+
+
+def test_job_settings_come_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    root = depot_folder(
+        tmp_path, '[jobs]\nscheduler = "tcp://10.0.0.5:8786"\nworkers = 3\nlease_seconds = 12\n'
+    )
+    settings = load_settings(root, env={})
+    assert (settings.dask_scheduler, settings.dask_workers) == ("tcp://10.0.0.5:8786", 3)
+    assert (settings.job_heartbeat_s, settings.job_lease_s) == (5.0, 12.0)
+    overridden = load_settings(
+        root,
+        env={"NEURODEPOT_DASK_SCHEDULER": "tcp://127.0.0.1:9999", "NEURODEPOT_DASK_WORKERS": "1"},
+    )
+    assert (overridden.dask_scheduler, overridden.dask_workers) == ("tcp://127.0.0.1:9999", 1)
+    (tmp_path / "plain").mkdir()
+    assert load_settings(depot_folder(tmp_path / "plain", ""), env={}).dask_scheduler is None
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "soon"])
+def test_a_bad_lease_is_refused_naming_the_setting(tmp_path: Path, value: str) -> None:
+    root = depot_folder(tmp_path, "")
+    with pytest.raises(Invalid, match="job lease seconds"):
+        load_settings(root, env={"NEURODEPOT_JOB_LEASE_SECONDS": value})
 
 
 def test_settings_file_values_are_used(tmp_path: Path) -> None:

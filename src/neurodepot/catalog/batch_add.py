@@ -109,6 +109,7 @@ def _store_batch(
             refs.append(blobs.put_file(source))
             if progress is not None:
                 progress(size)
+        refused: Conflict | None = None
         with depot.blobs.writing():
             blobs.commit()
             try:
@@ -117,15 +118,18 @@ def _store_batch(
                         record_file(db, target, label, path, ref, overwrite, None)
                         for (_, path, _), ref in zip(batch, refs, strict=True)
                     ]
-                    refused = [s for s, _ in recorded if s.outcome == "refused"]
-                    if refused:
+                    changed = [s for s, _ in recorded if s.outcome == "refused"]
+                    if changed:
                         raise Conflict(
-                            f"{target}/{label}/{refused[0].file.path} was changed by someone "
+                            f"{target}/{label}/{changed[0].file.path} was changed by someone "
                             "else meanwhile; this batch was not added; try again"
                         )
-            except Conflict:
-                collect(depot.engine, depot.blobs, candidates=[r.digest for r in refs])
-                raise
+            except Conflict as conflict:
+                refused = conflict
+    if refused is not None:
+        # Collecting takes the store's exclusive lock: only after `writing()` is released.
+        collect(depot.engine, depot.blobs, candidates=[r.digest for r in refs])
+        raise refused
     superseded = [digest for _, digest in recorded if digest is not None]
     if superseded:
         collect(depot.engine, depot.blobs, candidates=superseded)

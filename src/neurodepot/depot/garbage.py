@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Connection, Engine, delete, select
 
 from neurodepot.depot.blobstore import BlobStore
 from neurodepot.depot.orm import Blob
@@ -33,8 +33,9 @@ def collect(
 ) -> Collected:
     """Delete unreferenced blobs: among `candidates` only, or everywhere when None.
 
-    A full run also removes blob files without a row and temporary files older than
-    `stale_after` seconds (younger ones may belong to an upload still in progress).
+    Blob files without a row are removed too (among `candidates`: those a rolled-back write
+    placed). A full run also removes temporary files older than `stale_after` seconds (younger
+    ones may belong to an upload still in progress).
     """
     result = Collected()
     wanted = None if candidates is None else set(candidates)
@@ -49,18 +50,33 @@ def collect(
                 batch = unreferenced[start : start + 500]
                 conn.execute(delete(Blob).where(Blob.digest.in_(batch)))
             result.rows = unreferenced
-            known = set(conn.scalars(select(Blob.digest))) if wanted is None else set()
+            known = _known(conn, wanted)
         for digest in unreferenced:
             blobs.remove(digest)
         result.files = list(unreferenced)
+        on_disk = (
+            blobs.digests() if wanted is None else [d for d in sorted(wanted) if blobs.exists(d)]
+        )
+        for digest in on_disk:
+            if digest not in known and digest not in result.rows:
+                blobs.remove(digest)
+                result.files.append(digest)
         if wanted is None:
-            for digest in blobs.digests():
-                if digest not in known and digest not in result.rows:
-                    blobs.remove(digest)
-                    result.files.append(digest)
             cutoff = time.time() - stale_after
             for tmp in blobs.temporary_files():
                 if tmp.stat().st_mtime < cutoff:
                     tmp.unlink(missing_ok=True)
                     result.temporary_files += 1
     return result
+
+
+def _known(conn: Connection, wanted: set[str] | None) -> set[str]:
+    """The digests that have a row: all of them, or those among `wanted`."""
+    if wanted is None:
+        return set(conn.scalars(select(Blob.digest)))
+    listed = sorted(wanted)
+    known: set[str] = set()
+    for start in range(0, len(listed), 500):
+        batch = listed[start : start + 500]
+        known.update(conn.scalars(select(Blob.digest).where(Blob.digest.in_(batch))))
+    return known

@@ -7,7 +7,7 @@
 import json
 import time
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from neurodepot.catalog import resources
 from neurodepot.jobs.context import JobContext
@@ -19,6 +19,8 @@ def _noop(context: JobContext) -> None:
 
 
 class WaitParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     seconds: float = Field(default=1.0, ge=0, le=3600, description="How long to wait.")
     steps: int = Field(default=10, ge=1, le=10_000, description="Progress reports on the way.")
     fail: bool = Field(default=False, description="Raise at the end (to test failure paths).")

@@ -49,6 +49,15 @@ def execute_job(root: str, env: dict[str, str], job_id: int, heartbeat_s: float)
     staging = depot.settings.work_root / "jobs" / f"{job_id}-{attempt}"
     staging.mkdir(parents=True, exist_ok=True)
     context = JobContext(depot, job_id, attempt, Target.parse(target_text), params, staging)
+    try:
+        return _run(depot, context, pipeline_name, heartbeat_s)
+    finally:  # staged content is committed as blobs or abandoned: either way not needed here
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _run(depot: Depot, context: JobContext, pipeline_name: str, heartbeat_s: float) -> str:
+    """Run the claimed attempt with its lease kept alive; return what became of the job."""
+    job_id, attempt = context.job_id, context.attempt
     beating = _Heartbeat(depot, context, heartbeat_s)
     beating.start()
     try:
@@ -57,8 +66,8 @@ def execute_job(root: str, env: dict[str, str], job_id: int, heartbeat_s: float)
         context.check_cancelled()
     except JobCancelled as stopped:
         with depot.transaction() as db:
-            records.finish(db, job_id, attempt, "cancelled", message=str(stopped))
-        return "cancelled"
+            ours = records.finish(db, job_id, attempt, "cancelled", message=str(stopped))
+        return "cancelled" if ours else "lost"
     except Exception as exc:  # the pipeline's failure becomes the job's, with its traceback
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         records.append_log(depot, job_id, attempt, traceback.format_exc())
@@ -69,10 +78,7 @@ def execute_job(root: str, env: dict[str, str], job_id: int, heartbeat_s: float)
         return "lost"
     finally:
         beating.stop()
-    try:
-        return _commit(depot, context)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    return _commit(depot, context)
 
 
 class _LeaseLost(Exception):

@@ -68,10 +68,12 @@ def create_job(
     requested_by: str,
     after_job_id: int | None = None,
 ) -> JobInfo:
-    """Queue a job after checking the pipeline, its parameters and that the target exists."""
+    """Queue a job after checking the pipeline, its parameters, the target and `after_job_id`."""
     pipeline = registry.get(pipeline_name)
     clean = pipeline.check(target, params)
     find_target(db, target)
+    if after_job_id is not None:
+        get_job(db, after_job_id, with_log=False)
     job = Job(
         pipeline=pipeline.name,
         version=pipeline.version,
@@ -105,7 +107,8 @@ def list_jobs(
 
 
 def count_by_status(db: Session) -> dict[str, int]:
-    return dict(db.execute(select(Job.status, func.count()).group_by(Job.status)).tuples())
+    rows = db.execute(select(Job.status, func.count()).group_by(Job.status))
+    return {status: count for status, count in rows}
 
 
 def cancel_job(db: Session, job_id: int) -> JobInfo:
@@ -251,7 +254,11 @@ def reap_stale(depot: Depot, lease_seconds: float) -> list[tuple[int, str]]:
 
 
 def recover_after_restart(depot: Depot, registry: PipelineRegistry) -> list[tuple[int, str]]:
-    """Jobs left running by a server that died with its own cluster."""
+    """Jobs left running by a server that died with its own cluster.
+
+    A job asked to cancel ends cancelled (as `requeue_or_fail` does); an idempotent one is
+    queued again; any other fails, since its partial effects need a person to look.
+    """
     changed = []
     with depot.transaction() as db:
         for job in db.scalars(select(Job).where(Job.status == "running")).all():
@@ -259,7 +266,13 @@ def recover_after_restart(depot: Depot, registry: PipelineRegistry) -> list[tupl
                 idempotent = registry.get(job.pipeline).idempotent
             except NotFound:
                 idempotent = False
-            if idempotent and not job.cancel_requested:
+            if job.cancel_requested:
+                finish(
+                    db, job.id, job.attempt, "cancelled",
+                    message="cancelled (interrupted by a server restart)",
+                )  # fmt: skip
+                changed.append((job.id, "cancelled"))
+            elif idempotent:
                 db.execute(
                     update(Job)
                     .where(Job.id == job.id, Job.status == "running")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from neurodepot.catalog.target import Level, Target
 from neurodepot.errors import Invalid, NotFound
@@ -22,7 +22,9 @@ ENTRY_POINT_GROUP = "neurodepot.pipelines"
 
 
 class NoParams(BaseModel):
-    """For pipelines that take no parameters."""
+    """For pipelines that take no parameters (any given is refused, not silently dropped)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,8 @@ class Pipeline:
     `run` receives a `JobContext`; it reports progress, checks for cancellation and writes its
     outputs through it. `max_attempts` counts the first run: a job whose worker dies (or that
     raises) is re-queued until it has been tried that often; `idempotent` pipelines are
-    re-queued after a server crash, the others are failed with the reason.
+    re-queued after a server crash, the others are failed with the reason. A `params` model
+    should forbid extra fields, so that a misspelt parameter is refused rather than ignored.
     """
 
     name: str
