@@ -213,7 +213,7 @@ def run_here(tree: Depot, gate: Gate, monkeypatch: pytest.MonkeyPatch) -> RunHer
     ]:
         registry.register(Pipeline(name, "1", run, outputs=("OUT",), max_attempts=2))
     monkeypatch.setattr(executor, "_depot", lambda root, env: tree)
-    monkeypatch.setattr(executor, "load_registry", lambda: registry)
+    monkeypatch.setattr(executor, "_registry", lambda: registry)
 
     def prepare(pipeline: str) -> tuple[int, Callable[[], str]]:
         with tree.transaction() as db:

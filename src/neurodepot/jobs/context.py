@@ -69,6 +69,7 @@ class JobContext:
         """Stage a file for `resource` at the job's target (or `target`); visible on success."""
         check_label(resource, "resource")
         path = check_file_path(path)
+        self.staging.mkdir(parents=True, exist_ok=True)
         writer = self.depot.blobs.writer(directory=self.staging)
         with writer:
             for chunk in chunks:

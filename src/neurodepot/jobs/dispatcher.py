@@ -7,6 +7,7 @@ its knowledge is in the database, so it can be stopped and restarted at any time
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from neurodepot.jobs.registry import PipelineRegistry
 
 logger = logging.getLogger("neurodepot.jobs")
 
-POLL_S = 0.2
+POLL_S = 0.05
 SUBMIT_BATCH = 200
 
 
@@ -47,6 +48,7 @@ class Dispatcher:
         self._env = {**env, "NEURODEPOT_DATABASE_URL": depot.settings.database_url}
         self._timings = timings
         self._submitted: dict[tuple[int, int], Future] = {}
+        self._next_reap = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="job-dispatcher", daemon=True)
 
@@ -66,8 +68,12 @@ class Dispatcher:
 
     def tick(self) -> int:
         """One round: reap stale jobs, forget finished futures, submit ready jobs."""
-        for job_id, status in records.reap_stale(self._depot, self._timings.lease_s):
-            logger.warning("job lost its worker", extra={"fields": {"job": job_id, "now": status}})
+        if time.monotonic() >= self._next_reap:
+            self._next_reap = time.monotonic() + self._timings.lease_s / 4
+            for job_id, status in records.reap_stale(self._depot, self._timings.lease_s):
+                logger.warning(
+                    "job lost its worker", extra={"fields": {"job": job_id, "now": status}}
+                )
         self._submitted = {k: f for k, f in self._submitted.items() if not f.done()}
         submitted = 0
         for job_id, attempt in records.dispatchable(self._depot, SUBMIT_BATCH):

@@ -44,7 +44,7 @@ class Job(Base):
     max_attempts: Mapped[int] = mapped_column(default=1)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     after_job_id: Mapped[int | None] = mapped_column(
-        ForeignKey("jobs.id", ondelete="SET NULL"), default=None
+        ForeignKey("jobs.id", ondelete="SET NULL"), default=None, index=True
     )
     worker: Mapped[str] = mapped_column(String(255), default="")
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -299,7 +299,11 @@ def dispatchable(depot: Depot, limit: int) -> list[tuple[int, int]]:
         blocked = db.execute(
             select(Job.id, parent.c.status)
             .join(parent, parent.c.id == Job.after_job_id)
-            .where(Job.status == "queued", parent.c.status.in_(("failed", "cancelled")))
+            .where(
+                Job.status == "queued",
+                Job.after_job_id.is_not(None),
+                parent.c.status.in_(("failed", "cancelled")),
+            )
         ).all()
         for job_id, parent_status in blocked:
             db.execute(

@@ -58,6 +58,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.create_index("ix_jobs_status_id", ["status", "id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_jobs_after_job_id"), ["after_job_id"], unique=False)
 
     op.create_table(
         "project_pipelines",
@@ -82,6 +83,7 @@ def downgrade() -> None:
     op.drop_table("project_pipelines")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index("ix_jobs_status_id")
+        batch_op.drop_index(batch_op.f("ix_jobs_after_job_id"))
 
     op.drop_table("jobs")
     # ### end Alembic commands ###
