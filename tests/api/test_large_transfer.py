@@ -6,13 +6,13 @@ The server is the real `neurodepot serve` in its own process, so its peak reside
 """
 
 import hashlib
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from tests.api.live_server import serving
 
 MIB = 1 << 20
 CHUNK = MIB
@@ -20,7 +20,6 @@ SMALL = 64 * MIB
 LARGE = 1 << 30
 PEAK_LIMIT = 200 * MIB
 GROWTH_LIMIT = 50 * MIB
-STARTUP_SECONDS = 30
 TIMEOUT = httpx.Timeout(120.0)
 
 pytestmark = pytest.mark.slow
@@ -34,20 +33,6 @@ def peak_rss(pid: int) -> int:
     raise AssertionError(f"no VmHWM for process {pid}")
 
 
-def wait_until_healthy(server: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"server exited with {server.returncode}: {log.read_text()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"server not healthy within {STARTUP_SECONDS} s: {log.read_text()}")
-
-
 @pytest.fixture
 def server(
     cli_path: str,
@@ -57,25 +42,8 @@ def server(
     tmp_path: Path,
 ) -> Iterator[tuple[str, int]]:
     """`neurodepot serve` on 127.0.0.1: its base URL and process ID (stopped afterwards)."""
-    log = tmp_path / "server.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [cli_path, "--root", str(initialised_depot), "serve", "--port", str(port)],
-            env=depot_env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_until_healthy(process, url, log)
-            yield url, process.pid
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with serving(cli_path, initialised_depot, depot_env, port, tmp_path / "server.log") as live:
+        yield live
 
 
 def sparse_file(path: Path, size: int) -> Path:

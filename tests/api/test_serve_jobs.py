@@ -1,38 +1,13 @@
 """`neurodepot serve` runs queued jobs on its own local cluster, and starts without a scheduler."""
 
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.api.test_large_transfer import wait_until_healthy
+from tests.api.live_server import serving
 
 JOB_TIMEOUT_S = 90
-
-
-@contextmanager
-def serving(cli_path: str, root: Path, env: dict[str, str], port: int, log: Path) -> Iterator[str]:
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [cli_path, "--root", str(root), "serve", "--port", str(port)],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_until_healthy(process, url, log)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def queue_manifest(url: str) -> int:
@@ -48,7 +23,7 @@ def queue_manifest(url: str) -> int:
 def test_the_server_runs_a_queued_job_and_publishes_its_outputs(
     cli_path: str, initialised_depot: Path, depot_env: dict[str, str], port: int, tmp_path: Path
 ) -> None:
-    with serving(cli_path, initialised_depot, depot_env, port, tmp_path / "log") as url:
+    with serving(cli_path, initialised_depot, depot_env, port, tmp_path / "log") as (url, _):
         job_id = queue_manifest(url)
         deadline = time.monotonic() + JOB_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -68,7 +43,7 @@ def test_without_a_reachable_scheduler_the_server_starts_and_jobs_wait(
 ) -> None:
     env = dict(depot_env, NEURODEPOT_DASK_SCHEDULER="tcp://127.0.0.1:1")
     log = tmp_path / "log"
-    with serving(cli_path, initialised_depot, env, port, log) as url:
+    with serving(cli_path, initialised_depot, env, port, log) as (url, _):
         job_id = queue_manifest(url)
         deadline = time.monotonic() + 30  # Dask retries a refused connection for 10 s
         while "jobs wait: no Dask scheduler" not in log.read_text():
