@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: a fresh depot per test, on SQLite and on PostgreSQL.
+"""Fixtures shared by every test: a fresh depot per test (SQLite and PostgreSQL), a small tree.
 
 PostgreSQL tests get their own schema in the `test` database (dropped afterwards), so they can
 run side by side. Where PostgreSQL is not reachable they are skipped with the reason shown,
@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from neurodepot.catalog.hierarchy import create_project, create_scan, create_session, create_subject
 from neurodepot.depot.folder import Depot, init_depot
 
 POSTGRES_URL = os.environ.get(
@@ -90,3 +91,14 @@ def testdata() -> Path:
     if not (TESTDATA / "dcm_qa_nih").is_dir():
         pytest.fail(f"real test data not found: looked for {TESTDATA / 'dcm_qa_nih'}")
     return TESTDATA
+
+
+@pytest.fixture
+def tree(depot: Depot) -> Depot:
+    """The test's depot with project `p`, its subject `s`, session `v` and scan `1`."""
+    with depot.transaction() as db:
+        create_project(db, "p")
+        create_subject(db, "p", "s")
+        create_session(db, "p", "s", "v", modality="mr")
+        create_scan(db, "p", "s", "v", "1", type="T1w", modality="mr")
+    return depot

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from distributed import Client
 
-from neurodepot.catalog.hierarchy import create_project, create_scan, create_session, create_subject
 from neurodepot.depot.folder import Depot
 from neurodepot.errors import Conflict
 from neurodepot.jobs import records
@@ -36,17 +35,6 @@ START_S = 30
 
 WaitFor = Callable[..., JobInfo]
 Dispatch = Callable[..., Dispatcher]
-
-
-@pytest.fixture
-def tree(depot: Depot) -> Depot:
-    """The test's depot with project `p`, its subject `s`, session `v` and scan `1`."""
-    with depot.transaction() as db:
-        create_project(db, "p")
-        create_subject(db, "p", "s")
-        create_session(db, "p", "s", "v", modality="mr")
-        create_scan(db, "p", "s", "v", "1", type="T1w", modality="mr")
-    return depot
 
 
 @pytest.fixture
