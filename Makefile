@@ -29,3 +29,4 @@ test: install
 bench: install
 	$(BIN)/python bench/blobstore.py
 	$(BIN)/python bench/jobs.py
+	$(BIN)/python bench/ingest.py

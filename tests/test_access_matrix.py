@@ -7,6 +7,7 @@ the anonymous caller would not get 403, and the route would lack an `authorize_*
 import re
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,24 +15,29 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
+import neurodepot.example
 from neurodepot.api.app import PUBLIC_PATHS, create_app
 from neurodepot.catalog import hierarchy, resources
 from neurodepot.catalog.target import Target
 from neurodepot.depot.folder import Depot
+from neurodepot.ingest.bulk import import_dicom
+from neurodepot.ingest.receive import Override
 from neurodepot.jobs import records
 from neurodepot.jobs.registry import load_registry
 
 pytestmark = pytest.mark.anyio
 
 FILE_CONTENT = b"hello from f.txt\n"
+EXAMPLE_DICOM = Path(neurodepot.example.__file__).parent / "data" / "siemens_epi_ap"
 # Labels of the populated tree, of nothing at all, and not labels at all: the anonymous caller
 # learns neither what exists nor what would be valid.
 EXISTING = {
     "project": "P", "subject": "S", "session": "E", "scan": "1", "resource": "R", "job_id": "1",
+    "study_id": "1",
 }  # fmt: skip
 MISSING = {
     "project": "Nope", "subject": "Nope", "session": "Nope", "scan": "99", "resource": "X",
-    "job_id": "999",
+    "job_id": "999", "study_id": "999",
 }  # fmt: skip
 MALFORMED = dict.fromkeys(EXISTING, "not.a.label")
 PARAMETER = re.compile(r"{(\w+)(?::\w+)?}")
@@ -106,6 +112,8 @@ def app(depot: Depot) -> FastAPI:
         resources.add_file(depot, Target.parse(target), "R", "f.txt", [FILE_CONTENT])
     with depot.transaction() as db:
         records.create_job(db, load_registry(), "noop", Target("P"), {}, "test")
+    imported = import_dicom(depot, EXAMPLE_DICOM, Override("P"), archive_after=False)
+    assert imported.studies == [1]
     return create_app(depot)
 
 

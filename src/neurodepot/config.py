@@ -16,6 +16,9 @@ CONFIG_FILE = "neurodepot.toml"
 SQLITE_FILE = "neurodepot.sqlite"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+DEFAULT_DICOM_PORT = 11112
+DEFAULT_AE_TITLE = "NEURODEPOT"
+DEFAULT_QUIET_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,13 @@ class Settings:
     dask_workers: int | None = None
     job_heartbeat_s: float = 5.0
     job_lease_s: float = 30.0
+    dicom_enabled: bool = True
+    dicom_host: str = DEFAULT_HOST
+    dicom_port: int = DEFAULT_DICOM_PORT
+    dicom_ae_title: str = DEFAULT_AE_TITLE
+    prearchive_quiet_s: float = DEFAULT_QUIET_SECONDS
+    # `[[dicom.routes]]` as written; `neurodepot.ingest.routing` checks and compiles them.
+    dicom_routes: tuple[Mapping[str, object], ...] = ()
 
     @property
     def blob_root(self) -> Path:
@@ -79,6 +89,11 @@ def load_settings(root: Path, env: Mapping[str, str] | None = None) -> Settings:
     depot = _table(data, "depot", path)
     server = _table(data, "server", path)
     jobs = _table(data, "jobs", path)
+    dicom = _table(data, "dicom", path)
+    prearchive = _table(data, "prearchive", path)
+    routes = dicom.get("routes", [])
+    if not isinstance(routes, list) or not all(isinstance(r, dict) for r in routes):
+        raise Invalid(f"{path}: dicom.routes must be an array of tables ([[dicom.routes]])")
     database_url = (
         env.get("NEURODEPOT_DATABASE_URL") or depot.get("database_url") or sqlite_url(root)
     )
@@ -99,6 +114,23 @@ def load_settings(root: Path, env: Mapping[str, str] | None = None) -> Settings:
             env.get("NEURODEPOT_JOB_LEASE_SECONDS") or jobs.get("lease_seconds", 30.0),
             "job lease seconds",
         ),
+        dicom_enabled=_bool(
+            env.get("NEURODEPOT_DICOM_ENABLED", dicom.get("enabled", True)),
+            "NEURODEPOT_DICOM_ENABLED",
+        ),
+        dicom_host=str(env.get("NEURODEPOT_DICOM_HOST") or dicom.get("host", DEFAULT_HOST)),
+        dicom_port=_int(
+            env.get("NEURODEPOT_DICOM_PORT") or dicom.get("port", DEFAULT_DICOM_PORT), "dicom port"
+        ),
+        dicom_ae_title=_ae_title(
+            env.get("NEURODEPOT_DICOM_AE_TITLE") or dicom.get("ae_title", DEFAULT_AE_TITLE)
+        ),
+        prearchive_quiet_s=_float(
+            env.get("NEURODEPOT_PREARCHIVE_QUIET_SECONDS")
+            or prearchive.get("quiet_seconds", DEFAULT_QUIET_SECONDS),
+            "prearchive quiet seconds",
+        ),
+        dicom_routes=tuple(routes),
     )
 
 
@@ -127,6 +159,29 @@ def render_config(database_url: str | None = None) -> str:
         "# workers = 2\n"
         "heartbeat_seconds = 5\n"
         "lease_seconds = 30\n"
+        "\n"
+        "[dicom]\n"
+        "# The DICOM C-STORE/C-ECHO listener started by `serve` (NEURODEPOT_DICOM_*). Listen on\n"
+        "# an address the scanners reach (e.g. 0.0.0.0) only on the centre's scanner network.\n"
+        "enabled = true\n"
+        f'host = "{DEFAULT_HOST}"\n'
+        f"port = {DEFAULT_DICOM_PORT}\n"
+        f'ae_title = "{DEFAULT_AE_TITLE}"\n'
+        "\n"
+        "# Routing rules, tried in order; XNAT's `Project: P Subject: S Session: E` in\n"
+        "# StudyComments or PatientComments always works after them. Examples:\n"
+        "# [[dicom.routes]]\n"
+        '# name = "3T scanner"\n'
+        '# called_aet = "MRI3T"\n'
+        '# project = "alpha"\n'
+        "#\n"
+        "# [[dicom.routes]]\n"
+        '# match.StudyDescription = "^(?P<project>[A-Za-z0-9]+)\\\\^(?P<subject>[A-Za-z0-9]+)"\n'
+        "\n"
+        "[prearchive]\n"
+        "# A study is ready once no instance has arrived for this long\n"
+        "# (NEURODEPOT_PREARCHIVE_QUIET_SECONDS).\n"
+        f"quiet_seconds = {DEFAULT_QUIET_SECONDS:g}\n"
     )
 
 
@@ -158,7 +213,7 @@ def _float(value: object, name: str) -> float:
     return number
 
 
-def _bool(value: object) -> bool:
+def _bool(value: object, name: str = "NEURODEPOT_AUTO_MIGRATE") -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -166,4 +221,12 @@ def _bool(value: object) -> bool:
         return True
     if text in {"0", "false", "no", "off"}:
         return False
-    raise Invalid(f"NEURODEPOT_AUTO_MIGRATE must be true or false, not {value!r}")
+    raise Invalid(f"{name} must be true or false, not {value!r}")
+
+
+def _ae_title(value: object) -> str:
+    """An AE title: 1-16 printable ASCII characters, no backslash, not only spaces."""
+    text = str(value).strip()
+    if not 0 < len(text) <= 16 or not text.isascii() or not text.isprintable() or "\\" in text:
+        raise Invalid(f"DICOM AE title must be 1 to 16 printable ASCII characters, not {value!r}")
+    return text

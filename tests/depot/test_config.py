@@ -14,6 +14,7 @@ from neurodepot.config import (
     sqlite_url,
 )
 from neurodepot.errors import Invalid, NotADepot
+from neurodepot.ingest.routing import compile_routes, route
 
 PG = "postgresql+psycopg://neuro@db.example:5432/neurodepot"
 
@@ -55,7 +56,78 @@ def test_every_written_setting_is_valid_toml() -> None:
         "depot": {"database_url": PG, "auto_migrate": True},
         "server": {"host": DEFAULT_HOST, "port": DEFAULT_PORT},
         "jobs": {"heartbeat_seconds": 5, "lease_seconds": 30},
+        "dicom": {"enabled": True, "host": DEFAULT_HOST, "port": 11112, "ae_title": "NEURODEPOT"},
+        "prearchive": {"quiet_seconds": 60},
     }
+
+
+def test_the_routing_examples_in_the_written_file_work_once_uncommented(tmp_path: Path) -> None:
+    text = render_config()
+    start = text.index("# [[dicom.routes]]")
+    end = text.index("[prearchive]")
+    examples = "\n".join(line.removeprefix("# ") for line in text[start:end].splitlines())
+    examples = examples.replace("#\n", "\n").replace("\n#", "\n")
+    root = depot_folder(tmp_path, text[:start] + examples + "\n" + text[end:])
+    routes = compile_routes(load_settings(root, env={}).dicom_routes)
+    assert [r.name for r in routes] == ["3T scanner", "route 2"]
+    assert route(routes, "MRI3T", {}, "P1", "", None, "1.2").project == "alpha"
+    found = route(routes, "OTHER", {"StudyDescription": "beta^S07"}, "", "", None, "1.2.3")
+    assert (found.project, found.subject, found.session) == ("beta", "S07", "S07_3")
+
+
+def test_dicom_settings_come_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    root = depot_folder(
+        tmp_path, '[dicom]\nport = 4242\nae_title = "ARCHIVE"\n[prearchive]\nquiet_seconds = 5\n'
+    )
+    settings = load_settings(root, env={})
+    assert (settings.dicom_port, settings.dicom_ae_title, settings.prearchive_quiet_s) == (
+        4242,
+        "ARCHIVE",
+        5.0,
+    )
+    assert settings.dicom_enabled
+    overridden = load_settings(
+        root,
+        env={
+            "NEURODEPOT_DICOM_PORT": "11113",
+            "NEURODEPOT_DICOM_ENABLED": "false",
+            "NEURODEPOT_PREARCHIVE_QUIET_SECONDS": "0.5",
+        },
+    )
+    assert (overridden.dicom_port, overridden.dicom_enabled) == (11113, False)
+    assert overridden.prearchive_quiet_s == 0.5
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ('[dicom]\nae_title = "WAY_TOO_LONG_AE_TITLE"\n', "AE title"),
+        ('[dicom]\nae_title = "A\\\\B"\n', "AE title"),
+        ('[dicom]\nport = "x"\n', "dicom port"),
+        ("[prearchive]\nquiet_seconds = 0\n", "quiet seconds"),
+        ("[dicom]\nroutes = 3\n", "dicom.routes"),
+    ],
+)
+def test_malformed_dicom_settings_are_named(tmp_path: Path, text: str, complaint: str) -> None:
+    with pytest.raises(Invalid, match=complaint):
+        load_settings(depot_folder(tmp_path, text), env={})
+
+
+@pytest.mark.parametrize(
+    ("rule", "complaint"),
+    [
+        ({"project": "p"}, "give called_aet, match, or both"),
+        ({"called_aet": "X"}, "name a project"),
+        ({"called_aet": "X", "project": "bad label"}, "not a valid label"),
+        ({"match": {"PatientName": "x"}, "project": "p"}, "cannot match on 'PatientName'"),
+        ({"match": {"StudyDescription": "(unclosed"}, "project": "p"}, "bad regular expression"),
+        ({"called_aet": "X", "project": "p", "typo": 1}, "unknown key"),
+    ],
+)
+def test_bad_routing_rules_are_refused_naming_the_rule(rule: dict, complaint: str) -> None:
+    with pytest.raises(Invalid, match=complaint) as refused:
+        compile_routes([{"name": "mine", **rule}])
+    assert "'mine'" in refused.value.message
 
 
 def test_job_settings_come_from_the_file_and_the_environment(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 import neurodepot.access.models
 import neurodepot.catalog.models
+import neurodepot.ingest.models
 import neurodepot.jobs.models
 from neurodepot.catalog.hierarchy import create_project, create_scan, create_session, create_subject
 from neurodepot.catalog.models import (
@@ -27,8 +28,13 @@ from neurodepot.depot.folder import Depot, open_depot
 from neurodepot.depot.orm import Base, Blob
 from neurodepot.errors import MigrationRequired, Unavailable
 
-MODELS = (neurodepot.access.models, neurodepot.catalog.models, neurodepot.jobs.models)
-ALL_REVISIONS = ["0001", "0002", "0003"]
+MODELS = (
+    neurodepot.access.models,
+    neurodepot.catalog.models,
+    neurodepot.ingest.models,
+    neurodepot.jobs.models,
+)
+ALL_REVISIONS = ["0001", "0002", "0003", "0004"]
 
 
 def tables(engine: Engine) -> set[str]:

@@ -5,6 +5,7 @@ Functions take an open SQLAlchemy session (the caller owns the transaction) and 
 """
 
 from collections.abc import Callable
+from dataclasses import fields
 from datetime import date
 from typing import TypeVar
 
@@ -232,20 +233,24 @@ def create_scan(
         Scan(session_id=owner.id, label=label, type=type, modality=modality.upper()),
         clash,
     )
-    return ScanInfo(project, subject, session, row.label, row.type, row.modality, row.created_at)
+    return _scan_info(row, project, subject, session)
 
 
 def list_scans(db: Session, project: str, subject: str, session: str) -> list[ScanInfo]:
     owner = find_session(db, project, subject, session)
     rows = db.scalars(select(Scan).where(Scan.session_id == owner.id).order_by(Scan.id))
-    return [
-        ScanInfo(project, subject, session, r.label, r.type, r.modality, r.created_at) for r in rows
-    ]
+    return [_scan_info(r, project, subject, session) for r in rows]
 
 
 def get_scan(db: Session, project: str, subject: str, session: str, label: str) -> ScanInfo:
-    r = find_scan(db, project, subject, session, label)
-    return ScanInfo(project, subject, session, r.label, r.type, r.modality, r.created_at)
+    return _scan_info(find_scan(db, project, subject, session, label), project, subject, session)
+
+
+_SCAN_COLUMNS = [f.name for f in fields(ScanInfo)][3:]
+
+
+def _scan_info(row: Scan, project: str, subject: str, session: str) -> ScanInfo:
+    return ScanInfo(project, subject, session, *(getattr(row, name) for name in _SCAN_COLUMNS))
 
 
 # --- counting -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -34,6 +35,9 @@ class Project(Base):
     label: Mapped[str] = mapped_column(String(LABEL_LENGTH), unique=True)
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str] = mapped_column(Text, default="")
+    # Whether a study received for this project is archived once it is quiet, or waits in the
+    # prearchive for someone to review it.
+    auto_archive: Mapped[bool] = mapped_column(default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     subjects: Mapped[list["Subject"]] = relationship(
@@ -80,6 +84,7 @@ class ImagingSession(Base):
     label: Mapped[str] = mapped_column(String(LABEL_LENGTH))
     modality: Mapped[str] = mapped_column(String(16), default="")
     acquired_on: Mapped[date | None] = mapped_column(default=None)
+    study_instance_uid: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     subject: Mapped[Subject] = relationship(back_populates="sessions")
@@ -89,7 +94,11 @@ class ImagingSession(Base):
 
 
 class Scan(Base):
-    """One series or recording within a session; its label is XNAT's scan ID (e.g. `4`)."""
+    """One series or recording within a session; its label is XNAT's scan ID (e.g. `4`).
+
+    The acquisition columns are filled from the DICOM headers when a series is archived, so
+    that scans can be searched by what they are (sequence, timing, geometry).
+    """
 
     __tablename__ = "scans"
     __table_args__ = (UniqueConstraint("session_id", "label"),)
@@ -99,6 +108,25 @@ class Scan(Base):
     label: Mapped[str] = mapped_column(String(LABEL_LENGTH))
     type: Mapped[str] = mapped_column(String(255), default="")
     modality: Mapped[str] = mapped_column(String(16), default="")
+    series_instance_uid: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    series_number: Mapped[int | None] = mapped_column(default=None)
+    series_description: Mapped[str] = mapped_column(
+        String(255), default="", server_default=text("''")
+    )
+    protocol: Mapped[str] = mapped_column(String(255), default="", server_default=text("''"))
+    image_type: Mapped[str] = mapped_column(String(255), default="", server_default=text("''"))
+    sop_class_uid: Mapped[str] = mapped_column(String(64), default="", server_default=text("''"))
+    instance_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    manufacturer: Mapped[str] = mapped_column(String(255), default="", server_default=text("''"))
+    model: Mapped[str] = mapped_column(String(255), default="", server_default=text("''"))
+    field_strength: Mapped[float | None] = mapped_column(default=None)
+    acquired_on: Mapped[date | None] = mapped_column(default=None)
+    repetition_time: Mapped[float | None] = mapped_column(default=None)
+    echo_time: Mapped[float | None] = mapped_column(default=None)
+    inversion_time: Mapped[float | None] = mapped_column(default=None)
+    flip_angle: Mapped[float | None] = mapped_column(default=None)
+    voxel_size: Mapped[str] = mapped_column(String(64), default="", server_default=text("''"))
+    matrix: Mapped[str] = mapped_column(String(32), default="", server_default=text("''"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     session: Mapped[ImagingSession] = relationship(back_populates="scans")

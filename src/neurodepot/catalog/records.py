@@ -34,6 +34,8 @@ class SessionInfo:
 
 @dataclass(frozen=True)
 class ScanInfo:
+    """A scan; the acquisition fields are filled for series archived from DICOM."""
+
     project: str
     subject: str
     session: str
@@ -41,6 +43,23 @@ class ScanInfo:
     type: str
     modality: str
     created_at: datetime
+    series_instance_uid: str | None = None
+    series_number: int | None = None
+    series_description: str = ""
+    protocol: str = ""
+    image_type: str = ""
+    sop_class_uid: str = ""
+    instance_count: int = 0
+    manufacturer: str = ""
+    model: str = ""
+    field_strength: float | None = None
+    acquired_on: date | None = None
+    repetition_time: float | None = None
+    echo_time: float | None = None
+    inversion_time: float | None = None
+    flip_angle: float | None = None
+    voxel_size: str = ""
+    matrix: str = ""
 
 
 @dataclass(frozen=True)

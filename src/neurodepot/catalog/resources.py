@@ -49,7 +49,8 @@ def find_resource_or_none(db: Session, target: Target, label: str) -> Resource |
     )
 
 
-def _ensure_resource(db: Session, target: Target, label: str) -> Resource:
+def ensure_resource(db: Session, target: Target, label: str) -> Resource:
+    """The resource `label` at `target`, created if missing (safe against a concurrent writer)."""
     check_label(label, "resource")
     owner = find_target(db, target)
     column = _OWNER_COLUMN[target.level]
@@ -69,7 +70,7 @@ def create_resource(db: Session, target: Target, label: str) -> ResourceInfo:
     column = _OWNER_COLUMN[target.level]
     if db.scalar(select(Resource.id).where(column == owner.id, Resource.label == label)):
         raise Conflict(f"resource {label!r} already exists at {target}")
-    resource = _ensure_resource(db, target, label)
+    resource = ensure_resource(db, target, label)
     return _resource_info(target, resource, 0, 0)
 
 
@@ -204,7 +205,7 @@ def record_file(
 
     Returns what happened and a digest that may have lost its last reference (to collect).
     """
-    resource = _ensure_resource(db, target, label)
+    resource = ensure_resource(db, target, label)
     insert_ignoring_duplicates(db, Blob, {"digest": ref.digest, "size": ref.size})
     query = select(ResourceFile).where(
         ResourceFile.resource_id == resource.id, ResourceFile.path == path

@@ -9,7 +9,7 @@ import click
 import typer
 
 from neurodepot import __version__
-from neurodepot.cli import depot_commands, hierarchy, jobs, project, resource, serve
+from neurodepot.cli import depot_commands, hierarchy, jobs, prearchive, project, resource, serve
 from neurodepot.cli.state import CliState
 from neurodepot.errors import (
     Conflict,
@@ -71,6 +71,9 @@ app.add_typer(resource.app, name="resource")
 app.command()(jobs.run)
 app.command()(jobs.pipelines)
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(prearchive.app, name="prearchive")
+app.command("import")(prearchive.import_)
+project.app.command("archive-mode")(prearchive.archive_mode)
 
 
 def _say(line: str) -> None:

@@ -62,16 +62,21 @@ def run_server(depot: Depot, host: str | None, port: int | None) -> None:
         "serving",
         extra={"fields": {"depot": str(depot.settings.root), "url": f"http://{host}:{port}"}},
     )
+    from neurodepot.ingest.service import IngestService
     from neurodepot.jobs.registry import load_registry
     from neurodepot.jobs.service import JobService
 
     app = create_app(depot)
-    jobs = JobService(depot, load_registry(), {}, recover=True)
+    registry = load_registry()
+    ingest = IngestService(depot, registry)
+    ingest.start()
+    jobs = JobService(depot, registry, {}, recover=True)
     jobs.start()
     try:
         uvicorn.run(app, host=host, port=port, log_config=config)
     finally:
         jobs.stop()
+        ingest.stop()
 
 
 def serve(ctx: typer.Context, host: HostOpt = None, port: PortOpt = None) -> None:

@@ -160,6 +160,17 @@ class BlobBatch:
         self._pending.append((writer.tmp_path, ref))
         return ref
 
+    def staged_path(self) -> Path:
+        """The temporary file of the content put last, readable until `commit()` or `abort()`."""
+        if not self._pending:
+            raise ValueError("nothing has been put in this batch")
+        return self._pending[-1][0]
+
+    def drop_last(self) -> None:
+        """Forget the content put last (its temporary file is removed): it will not be stored."""
+        tmp_path, _ = self._pending.pop()
+        tmp_path.unlink(missing_ok=True)
+
     def put_file(self, source: Path) -> BlobRef:
         with source.open("rb") as handle:
             return self.put_stream(iter(lambda: handle.read(CHUNK_SIZE), b""))

@@ -1,20 +1,22 @@
 """Filling a depot with the example project (idempotent: running it twice changes nothing)."""
 
 from dataclasses import dataclass
-from datetime import date
 from importlib import resources as package_files
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from neurodepot.catalog import hierarchy, resources
 from neurodepot.catalog.target import Target
 from neurodepot.depot.folder import Depot
-from neurodepot.errors import NotFound
+from neurodepot.errors import Invalid, NotFound
+from neurodepot.ingest.bulk import import_dicom
+from neurodepot.ingest.receive import Override
 
 PROJECT = "DEMO"
 SUBJECT = "sub01"
 SESSION = "sub01_MR1"
-SCAN = "3"
+SCAN = "3"  # the series number of the example DICOM
 
 PROTOCOL = """Example protocol
 ================
@@ -40,6 +42,7 @@ def _ensure(db: Session, find: object, create: object) -> None:
 
 
 def populate(depot: Depot) -> ExampleSummary:
+    """Create the project, import its DICOM like a scanner's study, add its other files."""
     with depot.transaction() as db:
         _ensure(
             db,
@@ -48,38 +51,17 @@ def populate(depot: Depot) -> ExampleSummary:
                 db, PROJECT, "Example EPI study", "Two EPI volumes from a public regression set."
             ),
         )
-        _ensure(
-            db,
-            lambda: hierarchy.get_subject(db, PROJECT, SUBJECT),
-            lambda: hierarchy.create_subject(db, PROJECT, SUBJECT),
-        )
-        _ensure(
-            db,
-            lambda: hierarchy.get_session(db, PROJECT, SUBJECT, SESSION),
-            lambda: hierarchy.create_session(
-                db, PROJECT, SUBJECT, SESSION, "MR", date(2018, 9, 18)
-            ),
-        )
-        _ensure(
-            db,
-            lambda: hierarchy.get_scan(db, PROJECT, SUBJECT, SESSION, SCAN),
-            lambda: hierarchy.create_scan(db, PROJECT, SUBJECT, SESSION, SCAN, "epi_pe_ap", "MR"),
-        )
-    outcomes = []
-    scan = Target(PROJECT, SUBJECT, SESSION, SCAN)
     dicom_folder = package_files.files("neurodepot.example") / "data" / "siemens_epi_ap"
-    for entry in sorted(dicom_folder.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".dcm"):
-            with entry.open("rb") as handle:
-                chunks = iter(lambda h=handle: h.read(1 << 20), b"")
-                outcomes.append(resources.add_file(depot, scan, "DICOM", entry.name, chunks))
-    outcomes.append(
-        resources.add_file(depot, Target(PROJECT), "protocol", "protocol.txt", [PROTOCOL.encode()])
-    )
-    outcomes.append(
+    with package_files.as_file(dicom_folder) as folder:
+        imported = import_dicom(depot, Path(folder), Override(PROJECT, SUBJECT, SESSION))
+    if imported.not_archived or imported.unreadable:
+        raise Invalid(f"the example data did not import cleanly: {imported}")
+    outcomes = [
+        resources.add_file(depot, Target(PROJECT), "protocol", "protocol.txt", [PROTOCOL.encode()]),
         resources.add_file(
             depot, Target(PROJECT, SUBJECT), "behaviour", "responses.csv", [BEHAVIOUR.encode()]
-        )
-    )
-    added = sum(1 for o in outcomes if o.outcome == "created")
-    return ExampleSummary(PROJECT, added, len(outcomes) - added)
+        ),
+    ]
+    added = imported.imported + sum(1 for o in outcomes if o.outcome == "created")
+    present = imported.duplicates + sum(1 for o in outcomes if o.outcome != "created")
+    return ExampleSummary(PROJECT, added, present)

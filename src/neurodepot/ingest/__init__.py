@@ -1,1 +1,1 @@
-"""DICOM listener, routing, prearchive, archive and bulk import (to come)."""
+"""DICOM listener, routing, prearchive, archive and bulk import."""

@@ -1,1 +1,1 @@
-"""The pipeline registry and the Dask runner (to come)."""
+"""The pipeline registry and the Dask runner."""
