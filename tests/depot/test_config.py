@@ -118,7 +118,7 @@ def test_malformed_dicom_settings_are_named(tmp_path: Path, text: str, complaint
     [
         ({"project": "p"}, "give called_aet, match, or both"),
         ({"called_aet": "X"}, "name a project"),
-        ({"called_aet": "X", "project": "bad label"}, "not a valid label"),
+        ({"called_aet": "X", "project": "bad label"}, "project label .bad label. is not valid"),
         ({"match": {"PatientName": "x"}, "project": "p"}, "cannot match on 'PatientName'"),
         ({"match": {"StudyDescription": "(unclosed"}, "project": "p"}, "bad regular expression"),
         ({"called_aet": "X", "project": "p", "typo": 1}, "unknown key"),

@@ -13,6 +13,8 @@ from rich.table import Table
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 console = Console()
+# Progress bars go to stderr, so that stdout holds only the result (and nothing for a pipe).
+progress_console = Console(stderr=True)
 
 
 def _plain(value: Any) -> Any:

@@ -13,6 +13,7 @@ from neurodepot.cli.output import (
     human_size,
     print_fields,
     print_json,
+    progress_console,
     show,
 )
 from neurodepot.cli.state import state
@@ -195,7 +196,7 @@ def import_(
             TextColumn("{task.description}"),
             BarColumn(),
             TextColumn("{task.fields[files]} file(s), {task.fields[size]}"),
-            console=console,
+            console=progress_console,
             transient=True,
             disable=as_json,
         ) as bar,

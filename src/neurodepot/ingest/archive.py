@@ -70,6 +70,12 @@ def archive_study(
         )
     if study.state not in ARCHIVABLE:
         raise Conflict(f"prearchive study {study_id} is {study.state}; there is nothing to archive")
+    if study.project and not (study.subject and study.session):
+        raise ArchiveRefused(
+            study.id,
+            "its headers give no patient to name a subject and session after; assign them with "
+            f"`neurodepot prearchive move {study_id} {study.project} --subject S --session E`",
+        )
     if not (study.project and study.subject and study.session):
         raise Invalid(
             f"prearchive study {study_id} has no project, subject and session yet; assign them "
@@ -113,7 +119,12 @@ def archive_study(
             or 0
         )
     session_target = Target(study.project, study.subject, study.session)
-    jobs = session_archived(db, registry, session_target, requested_by) if registry else []
+    # Pipelines run when the session gained something, not for a resend of what it holds.
+    jobs = (
+        session_archived(db, registry, session_target, requested_by)
+        if registry and archived
+        else []
+    )
     db.execute(delete(PrearchiveInstance).where(PrearchiveInstance.study_id == study.id))
     study.archived_at = now
     study.archived_to = str(session_target)

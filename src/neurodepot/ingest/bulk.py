@@ -8,10 +8,15 @@ instances (duplicates stored once, conflicts kept aside), then is archived unles
 wants it left for review.
 """
 
+import bz2
+import gzip
 import hashlib
+import lzma
+import mmap
 import os
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -24,7 +29,7 @@ from neurodepot.depot.blobstore import CHUNK_SIZE, BlobBatch, BlobRef
 from neurodepot.depot.folder import Depot
 from neurodepot.errors import Conflict, Invalid
 from neurodepot.ingest.archive import ArchiveOutcome
-from neurodepot.ingest.header import InstanceHeader, read_header
+from neurodepot.ingest.header import InstanceHeader, check_complete, read_header
 from neurodepot.ingest.prearchive import archive
 from neurodepot.ingest.receive import (
     CONFLICT,
@@ -40,6 +45,22 @@ BATCH_FILES = 500
 BATCH_BYTES = 256 << 20
 MARKER_OFFSET = 128
 MAX_REPORTED = 1000  # problems listed one by one; beyond that only counted
+ARCHIVE_ERRORS = (
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    zlib.error,
+    lzma.LZMAError,
+)
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
+# Openers used in a `with` by `_tar_members`.
+_OPENERS: dict[str, Callable[[Path], BinaryIO]] = {
+    "gzip": lambda path: gzip.open(path, "rb"),  # type: ignore[dict-item]  # noqa: SIM115
+    "bzip2": lambda path: bz2.open(path, "rb"),  # type: ignore[dict-item]  # noqa: SIM115
+    "xz": lambda path: lzma.open(path, "rb"),  # type: ignore[dict-item]  # noqa: SIM115
+    "tar": lambda path: path.open("rb"),
+}
 
 Progress = Callable[[int, int], None]  # files seen, bytes read
 
@@ -89,8 +110,9 @@ def import_dicom(
     pending: list[tuple[InstanceHeader, BlobRef, str]] = []
     batch_bytes = 0
     batch = depot.blobs.batch()
+    members, atomic = _members(source)
     try:
-        for member in _members(source):
+        for member in members:
             summary.files += 1
             item = _stage(batch, member, summary)
             if item is not None:
@@ -98,7 +120,9 @@ def import_dicom(
                 batch_bytes += item[1].size
             if progress is not None:
                 progress(summary.files, summary.bytes)
-            if len(pending) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
+            # A tar is checked whole only at its end (compression checksum, trailing blocks):
+            # nothing of it is recorded before, so a damaged one imports nothing.
+            if not atomic and (len(pending) >= BATCH_FILES or batch_bytes >= BATCH_BYTES):
                 _commit(depot, batch, pending, router, arrival, summary)
                 batch, pending, batch_bytes = depot.blobs.batch(), [], 0
         _commit(depot, batch, pending, router, arrival, summary)
@@ -133,18 +157,23 @@ def _stage(
                     summary.skipped.append(member.name)
                 return None
             ref = batch.put_stream(_chunks(head, handle))
-    except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as problem:
+    except ARCHIVE_ERRORS as problem:
         _unreadable(summary, member.name, f"cannot be read: {problem}")
         return None
     summary.bytes += ref.size
     staged = batch.staged_path()
     try:
-        with staged.open("rb") as handle:
-            header = read_header(handle)
-            handle.seek(header.dataset_offset)
-            dataset = hashlib.sha256()
-            while chunk := handle.read(CHUNK_SIZE):
-                dataset.update(chunk)
+        with (
+            staged.open("rb") as handle,
+            mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
+        ):
+            check_complete(mapped)
+            header = read_header(mapped)
+            view = memoryview(mapped)
+            try:
+                dataset = hashlib.sha256(view[header.dataset_offset :])
+            finally:
+                view.release()
     except Invalid as problem:
         batch.drop_last()
         _unreadable(summary, member.name, problem.message)
@@ -196,18 +225,35 @@ def _chunks(head: bytes, handle: BinaryIO) -> Iterator[bytes]:
         yield chunk
 
 
-def _members(source: Path) -> Iterator[_Member]:
-    """Every file of a folder, zip or tar, in a stable order (tar: its own order, streamed)."""
+def _members(source: Path) -> tuple[Iterator[_Member], bool]:
+    """Every file of a folder, zip or tar, in a stable order; and whether to import it whole."""
     if source.is_dir():
-        yield from _folder_members(source)
-    elif not source.is_file():
+        return _folder_members(source), False
+    if not source.is_file():
         raise Invalid(f"{source} does not exist; give a folder, a zip, a tar(.gz) or a DICOM file")
-    elif zipfile.is_zipfile(source):
-        yield from _zip_members(source)
-    elif _is_tar(source):
-        yield from _tar_members(source)
-    else:
-        yield _Member(source.name, lambda: source.open("rb"))
+    kind = _kind(source)
+    if kind == "zip":
+        if not zipfile.is_zipfile(source):
+            raise Invalid(
+                f"{source} is a damaged zip (its table of contents is missing: cut short?); "
+                "nothing was imported"
+            )
+        return _zip_members(source), False
+    if kind is not None:
+        return _tar_members(source, kind), True
+    return iter([_Member(source.name, lambda: source.open("rb"))]), False
+
+
+def _kind(path: Path) -> str | None:
+    """What a file is, by its first bytes: zip, a (compressed) tar, or None (a plain file)."""
+    with path.open("rb") as handle:
+        head = handle.read(512)
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    for magic, kind in _COMPRESSED.items():
+        if head.startswith(magic):
+            return kind
+    return "tar" if head[257:262] == b"ustar" else None
 
 
 def _folder_members(root: Path) -> Iterator[_Member]:
@@ -226,7 +272,7 @@ def _raise(error: OSError) -> None:
 def _zip_members(path: Path) -> Iterator[_Member]:
     try:
         archive_file = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as problem:
+    except ARCHIVE_ERRORS as problem:
         raise Invalid(f"{path} is not a readable zip file: {problem}") from None
     with archive_file:
         for info in archive_file.infolist():
@@ -234,36 +280,26 @@ def _zip_members(path: Path) -> Iterator[_Member]:
                 yield _Member(info.filename, lambda info=info: archive_file.open(info))
 
 
-def _is_tar(path: Path) -> bool:
+def _tar_members(path: Path, kind: str) -> Iterator[_Member]:
+    """A tar's files in order, streamed; raises `Invalid` at the end if it proves damaged."""
+    last = "its start"
     try:
-        return tarfile.is_tarfile(path)
-    except OSError:
-        return False
-
-
-def _tar_members(path: Path) -> Iterator[_Member]:
-    try:
-        # Streamed ("r|*"): members in order, no seeking; closed by the `with` below.
-        archive_file = tarfile.open(path, mode="r|*")  # noqa: SIM115
-    except tarfile.TarError as problem:
-        raise Invalid(f"{path} is not a readable tar file: {problem}") from None
-    with archive_file:
-        last = "its start"
-        try:
-            for info in archive_file:
-                last = info.name
-                if info.isfile():
-                    handle = archive_file.extractfile(info)
-                    if handle is not None:
-                        yield _Member(info.name, lambda handle=handle: nullcontext(handle))
-        except (tarfile.TarError, EOFError, OSError) as problem:
-            yield _Member(f"{path.name} after {last}", _failing(f"damaged tar: {problem}"))
-
-
-def _failing(reason: str) -> Callable[[], AbstractContextManager[BinaryIO]]:
-    """An opener for the rest of a damaged archive: reading it reports why it cannot be."""
-
-    def open_member() -> AbstractContextManager[BinaryIO]:
-        raise OSError(reason)
-
-    return open_member
+        with _OPENERS[kind](path) as raw:
+            # Streamed ("r|"): members in order, no seeking; closed by the `with` below.
+            archive_file = tarfile.open(fileobj=raw, mode="r|")  # noqa: SIM115
+            with archive_file:
+                for info in archive_file:
+                    last = info.name
+                    if info.isfile():
+                        handle = archive_file.extractfile(info)
+                        if handle is not None:
+                            yield _Member(info.name, lambda handle=handle: nullcontext(handle))
+                # A tar ends in zero blocks; anything else is a header tarfile could not read.
+                # Reading to the end also makes gzip, bzip2 and xz check their checksums.
+                while chunk := raw.read(CHUNK_SIZE):
+                    if chunk.strip(b"\0"):
+                        raise tarfile.ReadError("unreadable data where a file header should be")
+    except ARCHIVE_ERRORS as problem:
+        raise Invalid(
+            f"{path} is a damaged {kind} archive (after {last}): {problem}; nothing was imported"
+        ) from None

@@ -8,6 +8,7 @@ gives up, returning None, on anything else (big endian, deflate, odd encodings),
 caller falls back to pydicom. It never decides that a file is valid: only what it read.
 """
 
+import mmap
 import struct
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -28,8 +29,16 @@ class _GiveUp(Exception):
     """The walk met something it does not read; pydicom will."""
 
 
+class _Truncated(_GiveUp):
+    """The data ends before an element it declares."""
+
+
+_META_WANTED = frozenset({0x00020000, 0x00020010})
+Buffer = bytes | mmap.mmap
+
+
 def read_elements(
-    data: bytes, wanted: frozenset[int], last_group: int
+    data: Buffer, wanted: frozenset[int], last_group: int
 ) -> tuple[dict[int, bytes], int, str] | None:
     """Raw values of the `wanted` tags (as `group << 16 | element`) up to `last_group`.
 
@@ -37,13 +46,10 @@ def read_elements(
     None when the file is not one this walk reads (the caller then asks pydicom).
     """
     try:
-        if len(data) < 132 or data[128:132] != b"DICM":
+        opened = _open(data)
+        if opened is None:
             return None
-        meta: dict[int, bytes] = {}
-        start = _walk(data, 132, True, frozenset({0x00020000, 0x00020010}), 0x0002, meta, True)
-        syntax = meta.get(0x00020010, b"").rstrip(b"\x00 ").decode("ascii")
-        if syntax in (DEFLATED, BIG_ENDIAN) or 0x00020000 not in meta:
-            return None
+        start, syntax = opened
         found: dict[int, bytes] = {}
         _walk(data, start, syntax != IMPLICIT_LE, wanted, last_group, found, False)
         return found, start, syntax
@@ -51,8 +57,40 @@ def read_elements(
         return None
 
 
+def find_truncation(data: Buffer) -> str | None:
+    """Why a DICOM file is cut short, or None when every top-level element fits in it.
+
+    Walks the whole dataset (values are skipped, not read: an mmap of a large file is fine).
+    None also when the walk cannot tell (an encoding it does not read): truncation is then
+    left to whoever decodes the file.
+    """
+    try:
+        opened = _open(data)
+        if opened is None:
+            return None
+        start, syntax = opened
+        _walk(data, start, syntax != IMPLICIT_LE, frozenset(), 0xFFFF, {}, False)
+    except _Truncated as cut:
+        return str(cut)
+    except (_GiveUp, struct.error, UnicodeDecodeError, IndexError):
+        return None
+    return None
+
+
+def _open(data: Buffer) -> tuple[int, str] | None:
+    """Where the dataset starts and its transfer syntax, if this walk reads it."""
+    if len(data) < 132 or data[128:132] != b"DICM":
+        return None
+    meta: dict[int, bytes] = {}
+    start = _walk(data, 132, True, _META_WANTED, 0x0002, meta, True)
+    syntax = meta.get(0x00020010, b"").rstrip(b"\x00 ").decode("ascii")
+    if syntax in (DEFLATED, BIG_ENDIAN) or 0x00020000 not in meta:
+        return None
+    return start, syntax
+
+
 def _walk(
-    data: bytes,
+    data: Buffer,
     pos: int,
     explicit: bool,
     wanted: frozenset[int],
@@ -63,6 +101,8 @@ def _walk(
     """Read elements from `pos` until past `last_group` (or the end); returns where it stopped."""
     end = len(data)
     while pos < end:
+        if end - pos < 8:
+            raise _Truncated(f"the file is cut short: {end - pos} byte(s) where an element begins")
         if explicit:
             group, element, vr, length = _HEAD.unpack_from(data, pos)
             if group > last_group:
@@ -84,21 +124,28 @@ def _walk(
             return pos - (12 if vr in _LONG_VRS else 8)
         tag = group << 16 | element
         if length == UNDEFINED:
-            if vr not in (b"SQ", b"") or tag in wanted:
-                raise _GiveUp  # undefined-length UN/OB: let pydicom decide
-            pos = _skip_sequence(data, pos, explicit)
+            if tag in wanted or vr not in (b"SQ", b"", b"OB", b"OW", b"UN"):
+                raise _GiveUp
+            # Sequences, encapsulated pixel data (items of known length), and UN sequences
+            # (always implicit VR inside).
+            pos = _skip_sequence(data, pos, explicit and vr != b"UN")
             continue
         if pos + length > end:
-            raise _GiveUp  # truncated
+            raise _Truncated(
+                f"the file is cut short: element ({group:04X},{element:04X}) declares "
+                f"{length} bytes, {end - pos} remain"
+            )
         if tag in wanted:
             found[tag] = data[pos : pos + length]
         pos += length
     return pos
 
 
-def _skip_sequence(data: bytes, pos: int, explicit: bool) -> int:
+def _skip_sequence(data: Buffer, pos: int, explicit: bool) -> int:
     """Skip the items of an undefined-length sequence; returns the position after its end."""
     while True:
+        if len(data) - pos < 8:
+            raise _Truncated("the file is cut short inside a sequence")
         tag, length = struct.unpack_from("<II", data, pos)
         tag = (tag & 0xFFFF) << 16 | tag >> 16
         pos += 8
@@ -108,13 +155,17 @@ def _skip_sequence(data: bytes, pos: int, explicit: bool) -> int:
             raise _GiveUp
         if length != UNDEFINED:
             pos += length
+            if pos > len(data):
+                raise _Truncated("the file is cut short inside a sequence item")
             continue
         pos = _skip_item(data, pos, explicit)
 
 
-def _skip_item(data: bytes, pos: int, explicit: bool) -> int:
+def _skip_item(data: Buffer, pos: int, explicit: bool) -> int:
     """Skip the elements of an undefined-length item up to and past its delimiter."""
     while True:
+        if len(data) - pos < 8:
+            raise _Truncated("the file is cut short inside a sequence item")
         group, element = struct.unpack_from("<HH", data, pos)
         if (group << 16 | element) == ITEM_END:
             return pos + 8
@@ -137,4 +188,4 @@ def _skip_item(data: bytes, pos: int, explicit: bool) -> int:
         else:
             pos += length
         if pos > len(data):
-            raise _GiveUp
+            raise _Truncated("the file is cut short inside a sequence item")

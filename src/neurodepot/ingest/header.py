@@ -6,6 +6,7 @@ cost a fraction of a millisecond, and it never touches pixel data. The bytes sta
 """
 
 import io
+import mmap
 from dataclasses import dataclass
 from datetime import date
 from typing import BinaryIO
@@ -16,7 +17,7 @@ from pydicom.filereader import read_partial, read_preamble
 from pydicom.tag import BaseTag, Tag
 
 from neurodepot.errors import Invalid
-from neurodepot.ingest.fastheader import read_elements
+from neurodepot.ingest.fastheader import find_truncation, read_elements
 
 ROUTING_FIELDS = (
     "StudyDescription",
@@ -64,13 +65,13 @@ _CHARSET = int(Tag("SpecificCharacterSet"))
 _FAST_WANTED = frozenset([*_FAST_TAGS, _CHARSET])
 
 
-def read_header(data: bytes | BinaryIO) -> InstanceHeader:
+def read_header(data: bytes | mmap.mmap | BinaryIO) -> InstanceHeader:
     """Parse a DICOM file's meta and first groups; `Invalid` says why it cannot be archived.
 
-    Bytes in memory go through the quick walk of `fastheader` when it can read them, and
-    through pydicom otherwise (and always for a file object).
+    Bytes (or a mapped file) go through the quick walk of `fastheader` when it can read them,
+    and through pydicom otherwise (and always for a file object).
     """
-    if isinstance(data, bytes):
+    if isinstance(data, bytes | mmap.mmap):
         walked = read_elements(data, _FAST_WANTED, _LAST_GROUP)
         if walked is not None:
             found, offset, syntax = walked
@@ -161,3 +162,10 @@ def _dataset_offset(meta: Dataset) -> int:
     if group_length is None:
         raise Invalid("DICOM file meta information without its group length (0002,0000)")
     return 128 + 4 + 12 + int(group_length)
+
+
+def check_complete(data: bytes | mmap.mmap) -> None:
+    """`Invalid` when the file ends before an element it declares (cut short in transfer)."""
+    cut = find_truncation(data)
+    if cut is not None:
+        raise Invalid(f"{cut}; it was not stored: send or copy it again")

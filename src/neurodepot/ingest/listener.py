@@ -2,8 +2,8 @@
 
 Each instance is acknowledged only once it is durably stored and recorded. Failures answer
 with a DICOM failure status and a log line, never by stopping the listener: 0xA700 (out of
-resources) when the disk refuses, 0xC000 (cannot understand) for data that is not a usable
-DICOM instance, 0xC001 for anything unexpected.
+resources) when the disk or the database refuses, 0xC000 (cannot understand) for data that is
+not a usable DICOM instance, 0xC001 for anything unexpected.
 
 Stock senders (dcmtk's storescu without TCP_NODELAY, many scanners) write a PDU header and its
 payload in two sends; Nagle holds the payload until the header is acknowledged, and Linux
@@ -20,6 +20,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.events import Event
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
+from sqlalchemy.exc import OperationalError
 
 from neurodepot.depot.folder import Depot
 from neurodepot.errors import Invalid
@@ -105,10 +106,10 @@ class DicomListener:
                 "dicom instance refused", extra={"fields": {**fields, "reason": problem.message}}
             )
             return CANNOT_UNDERSTAND
-        except OSError as problem:
+        except (OSError, OperationalError) as problem:
             logger.error(
                 "dicom instance not stored",
-                extra={"fields": {**fields, "reason": f"{problem.strerror or problem}"}},
+                extra={"fields": {**fields, "reason": _reason(problem)}},
             )
             return OUT_OF_RESOURCES
         except Exception:
@@ -126,6 +127,14 @@ class DicomListener:
                 },
             )
         return SUCCESS
+
+
+def _reason(problem: Exception) -> str:
+    if isinstance(problem, OSError) and problem.strerror:
+        return problem.strerror
+    if isinstance(problem, OperationalError):
+        return str(problem.orig)
+    return str(problem)
 
 
 def _on_echo(event: Event) -> int:

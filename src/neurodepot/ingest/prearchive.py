@@ -21,6 +21,7 @@ from neurodepot.ingest.models import (
     PrearchiveInstance,
     PrearchiveStudy,
 )
+from neurodepot.ingest.routing import derived_session
 from neurodepot.jobs.registry import PipelineRegistry
 
 
@@ -140,8 +141,11 @@ def move_study(
         if label is not None:
             check_label(label, level)
     study.project = project
+    if session is not None:
+        study.session, study.session_derived = session, False
+    elif subject is not None and study.session_derived:
+        study.session = derived_session(subject, study.study_date, study.study_instance_uid)
     study.subject = subject or study.subject
-    study.session = session or study.session
     if not (study.subject and study.session):
         raise Invalid(
             f"prearchive study {study_id} has no subject or session label from its headers; "
@@ -224,7 +228,7 @@ def sweep(
             continue  # the project reviews its studies: they wait, ready
         try:
             archived.append(archive(depot, study_id, registry, "prearchive"))
-        except (ArchiveRefused, Conflict) as problem:
+        except (Invalid, Conflict) as problem:  # recorded on the study; the others go on
             refused.append((study_id, problem.message))
     return SweepReport(ready or 0, tuple(archived), tuple(refused))
 

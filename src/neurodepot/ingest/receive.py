@@ -6,10 +6,12 @@ starts one). The same SOPInstanceUID with the same data is a duplicate: acknowle
 once. The same UID with other data is a conflict: kept aside, reported, never applied.
 """
 
+import errno
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from threading import Lock
+from queue import Empty, Queue
+from threading import Event, Lock, Thread
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -17,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from neurodepot.depot.blobstore import BlobRef
 from neurodepot.depot.folder import Depot
 from neurodepot.depot.orm import Blob, utcnow
-from neurodepot.ingest.header import InstanceHeader, read_header
+from neurodepot.ingest.header import InstanceHeader, check_complete, read_header
 from neurodepot.ingest.models import (
     OPEN_STATES,
     PrearchiveConflict,
@@ -28,6 +30,9 @@ from neurodepot.ingest.routing import Destination, Route, derived_session, route
 
 STORED, DUPLICATE, CONFLICT = "stored", "duplicate", "conflict"
 _ROUTE_CACHE_SIZE = 1024
+MAX_BATCH = 256
+COMMIT_WAIT_S = 120.0  # beyond this the sender is told to retry (the row may still land)
+COMMITTER_IDLE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -58,43 +63,121 @@ class Received:
     ref: BlobRef
 
 
+@dataclass
+class _Pending:
+    """An instance whose blob is stored, waiting for the committer to record it."""
+
+    header: InstanceHeader
+    ref: BlobRef
+    dataset_digest: str
+    arrival: Arrival
+    destination: Destination
+    done: Event = field(default_factory=Event)
+    result: Received | None = None
+    error: BaseException | None = None
+
+
 class Receiver:
-    """Stores network-received instances one by one, durably, before they are acknowledged."""
+    """Stores network-received instances, durably, before they are acknowledged.
+
+    Each caller (one thread per association) writes its blob itself, fsynced, then hands the
+    database row to one committer thread and waits. The committer records whatever is waiting
+    in one transaction: a lone association costs one commit per instance as before, and eight
+    at once share commits instead of queueing for the database's write lock one by one. The
+    committer stops when idle and starts again on demand, so an unused receiver holds nothing.
+    """
 
     def __init__(self, depot: Depot, routes: tuple[Route, ...]) -> None:
         self._depot = depot
         self._router = Router(routes)
         self._studies: dict[tuple[str, Destination], int] = {}
+        self._waiting: Queue[_Pending] = Queue()
+        self._lock = Lock()
+        self._committing = False
 
     def store(self, data: bytes, arrival: Arrival) -> Received:
         """Store one encoded instance (file meta included); durable when this returns.
 
-        Raises `Invalid` for data that cannot be archived (nothing is stored) and `OSError`
-        when the disk refuses.
+        Raises `Invalid` for data that cannot be archived (nothing is stored), `OSError` when
+        the disk refuses, and the database's error when it cannot record the instance.
         """
+        check_complete(data)
         header = read_header(data)
         dataset_digest = hashlib.sha256(memoryview(data)[header.dataset_offset :]).hexdigest()
+        destination = self._router.destination(header, arrival)
         blobs = self._depot.blobs
         with blobs.writing():
             with blobs.writer() as writer:
                 writer.write(data)
                 ref = writer.finish()
-            destination = self._router.destination(header, arrival)
-            key = (header.study_instance_uid, destination)
+            pending = _Pending(header, ref, dataset_digest, arrival, destination)
+            self._waiting.put(pending)
+            self._ensure_committer()
+            if not pending.done.wait(COMMIT_WAIT_S):
+                raise OSError(errno.ETIMEDOUT, "the database did not record the instance in time")
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result
+
+    def _ensure_committer(self) -> None:
+        with self._lock:
+            if not self._committing:
+                self._committing = True
+                Thread(target=self._commit_loop, name="ingest-commit", daemon=True).start()
+
+    def _commit_loop(self) -> None:
+        while True:
+            try:
+                first = self._waiting.get(timeout=COMMITTER_IDLE_S)
+            except Empty:
+                with self._lock:
+                    if self._waiting.empty():
+                        self._committing = False
+                        return
+                continue
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._waiting.get_nowait())
+                except Empty:
+                    break
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        """Record a batch in one transaction; if that fails, each alone, to isolate the culprit."""
+        known = dict(self._studies)
+        try:
             with self._depot.transaction() as db:
-                received = record_instance(
-                    db.connection(),
-                    header,
-                    ref,
-                    dataset_digest,
-                    arrival,
-                    destination,
-                    self._studies.get(key),
-                )
-        if len(self._studies) >= _ROUTE_CACHE_SIZE:
-            self._studies.clear()
-        self._studies[key] = received.study_id
-        return received
+                conn = db.connection()
+                results = []
+                for item in batch:
+                    key = (item.header.study_instance_uid, item.destination)
+                    received = record_instance(
+                        conn,
+                        item.header,
+                        item.ref,
+                        item.dataset_digest,
+                        item.arrival,
+                        item.destination,
+                        known.get(key),
+                    )
+                    known[key] = received.study_id
+                    results.append(received)
+        except Exception as problem:
+            if len(batch) > 1:
+                for item in batch:
+                    self._commit([item])
+                return
+            batch[0].error = problem
+            batch[0].done.set()
+            return
+        if len(known) >= _ROUTE_CACHE_SIZE:
+            known.clear()
+        self._studies = known
+        for item, received in zip(batch, results, strict=True):
+            item.result = received
+            item.done.set()
 
 
 class Router:
@@ -288,7 +371,7 @@ def _open_study(
         .values(
             study_instance_uid=header.study_instance_uid,
             state="receiving",
-            reason="" if destination.project else "no routing rule matched: assign a project",
+            reason=_unassigned_reason(destination),
             source=arrival.source,
             called_aet=arrival.called_aet[:16],
             calling_aet=arrival.calling_aet[:16],
@@ -313,6 +396,14 @@ def _open_study(
         .returning(PrearchiveStudy.id)
     )
     return int(created.scalar_one())
+
+
+def _unassigned_reason(destination: Destination) -> str:
+    if destination.project:
+        return ""
+    if destination.rule:
+        return f"{destination.rule} gave no usable project label: assign a project"
+    return "no routing rule matched: assign a project"
 
 
 def _same(column: object, value: str | None) -> object:

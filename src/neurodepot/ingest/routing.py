@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
+from neurodepot.catalog.identifiers import check_label
 from neurodepot.errors import Invalid
 from neurodepot.ingest.header import ROUTING_FIELDS
 
@@ -75,9 +76,13 @@ def compile_routes(tables: Sequence[Mapping[str, object]]) -> tuple[Route, ...]:
                 raise Invalid(f"{where}: bad regular expression for {field_name}: {exc}") from None
         labels = {part: str(table[part]) for part in LABEL_PARTS if part in table}
         for part, label in labels.items():
-            if sanitize_label(label) != label:
-                raise Invalid(f"{where}: {part} {label!r} is not a valid label")
+            try:
+                check_label(label, part)
+            except Invalid as problem:
+                raise Invalid(f"{where}: {problem.message}") from None
         called = table.get("called_aet")
+        if called is not None and not str(called).strip():
+            raise Invalid(f"{where}: called_aet is empty; give an AE title or leave it out")
         if called is None and not patterns:
             raise Invalid(f"{where}: give called_aet, match, or both")
         if "project" not in labels and not any(
