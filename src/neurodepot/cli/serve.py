@@ -2,6 +2,7 @@
 
 import logging
 import logging.config
+import signal
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Annotated
@@ -33,18 +34,38 @@ def _check_loopback(host: str) -> None:
 
 
 def _logging_config() -> dict[str, object]:
+    """JSON lines on stderr, with a handler of its own for Dask.
+
+    A local cluster silences the handlers of `distributed` while it runs; a shared handler
+    would silence ours too.
+    """
+    handler = {"class": "logging.StreamHandler", "formatter": "json"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "neurodepot.api.request_log.JsonFormatter"}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
+        "handlers": {"stderr": handler, "dask": dict(handler)},
         "loggers": {
             "neurodepot": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
             "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
-            "distributed": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+            "distributed": {"handlers": ["dask"], "level": "WARNING", "propagate": False},
         },
     }
+
+
+def _stop_on_sigterm() -> None:
+    """Make SIGTERM end `serve` the way Ctrl-C does, through its clean-up.
+
+    uvicorn catches SIGTERM while it runs, shuts down, then restores the handler it found and
+    raises the signal again; with the default handler the process would die there, before the
+    listener, the sweeper and the Dask cluster are stopped.
+    """
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, terminate)
 
 
 def run_server(depot: Depot, host: str | None, port: int | None) -> None:
@@ -66,6 +87,7 @@ def run_server(depot: Depot, host: str | None, port: int | None) -> None:
     from neurodepot.jobs.registry import load_registry
     from neurodepot.jobs.service import JobService
 
+    _stop_on_sigterm()
     app = create_app(depot)
     registry = load_registry()
     ingest = IngestService(depot, registry)
