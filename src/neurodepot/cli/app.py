@@ -9,7 +9,16 @@ import click
 import typer
 
 from neurodepot import __version__
-from neurodepot.cli import depot_commands, hierarchy, jobs, prearchive, project, resource, serve
+from neurodepot.cli import (
+    bids,
+    depot_commands,
+    hierarchy,
+    jobs,
+    prearchive,
+    project,
+    resource,
+    serve,
+)
 from neurodepot.cli.state import CliState
 from neurodepot.errors import (
     Conflict,
@@ -74,6 +83,9 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(prearchive.app, name="prearchive")
 app.command("import")(prearchive.import_)
 project.app.command("archive-mode")(prearchive.archive_mode)
+app.command()(bids.convert)
+app.command("export-bids")(bids.export_bids)
+app.add_typer(bids.app, name="bids")
 
 
 def _say(line: str) -> None:

@@ -2,15 +2,18 @@
 
 Outputs are staged (content in `work/jobs/<id>/`, not yet blobs) and committed together with
 the job's success in one transaction, so a failed, cancelled or crashed job leaves no trace in
-any resource.
+any resource. A pipeline that must change more than files on success (replace a resource
+wholesale, record provenance) registers a hook that runs in that same transaction.
 """
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from neurodepot.catalog.identifiers import check_file_path, check_label
 from neurodepot.catalog.target import Target
@@ -45,6 +48,7 @@ class JobContext:
     stop: threading.Event = field(default_factory=threading.Event)
     stop_reason: str = "cancelled"
     outputs: list[StagedOutput] = field(default_factory=list)
+    commit_hooks: list[Callable[[Session], list[str]]] = field(default_factory=list)
     _last_progress: float = 0.0
 
     def check_cancelled(self) -> None:
@@ -62,6 +66,13 @@ class JobContext:
 
     def log(self, line: str) -> None:
         records.append_log(self.depot, self.job_id, self.attempt, line)
+
+    def on_commit(self, hook: Callable[[Session], list[str]]) -> None:
+        """Run `hook` in the transaction that records the outputs, before they are recorded.
+
+        It returns the digests of files it removed, so that their blobs can be collected.
+        """
+        self.commit_hooks.append(hook)
 
     def add_output(
         self, resource: str, path: str, chunks: Iterable[bytes], target: Target | None = None

@@ -44,7 +44,11 @@ def _registry() -> PipelineRegistry:
 
 def execute_job(root: str, env: dict[str, str], job_id: int, heartbeat_s: float) -> str:
     """Run job `job_id` if it is still queued; return what became of it."""
-    depot = _depot(root, env)
+    return execute_job_here(_depot(root, env), job_id, heartbeat_s)
+
+
+def execute_job_here(depot: Depot, job_id: int, heartbeat_s: float) -> str:
+    """Run a queued job in this process, on a depot already open (the CLI's `convert`)."""
     worker = f"{socket.gethostname()}:{os.getpid()}"
     attempt = records.claim(depot, job_id, worker)
     if attempt is None:
@@ -100,6 +104,8 @@ def _commit(depot: Depot, context: JobContext) -> str:
             for output in context.outputs:
                 depot.blobs.place(output.staged, output.ref)
             with depot.transaction() as db:
+                for hook in context.commit_hooks:
+                    superseded.extend(hook(db))
                 for o in context.outputs:
                     _, old = record_file(db, o.target, o.resource, o.path, o.ref, True, None)
                     superseded.extend([old] if old else [])

@@ -2,10 +2,11 @@
 
 from fastapi import APIRouter
 
-from neurodepot.api.v1 import hierarchy, jobs, prearchive, resources
+from neurodepot.api.v1 import bids, hierarchy, jobs, prearchive, resources
 
 router = APIRouter(prefix="/api/v1")
 router.include_router(hierarchy.router)
 router.include_router(resources.router)
 router.include_router(jobs.router)
 router.include_router(prearchive.router)
+router.include_router(bids.router)

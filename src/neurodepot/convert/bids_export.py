@@ -1,0 +1,154 @@
+"""Writing a BIDS plan: into a folder (copies or hard links), or as a zip streamed in chunks.
+
+The folder is written next to its destination under a temporary name and renamed into place
+when complete, so an interrupted export leaves no half dataset where one is expected. The zip
+is produced as it is sent: each file is read in chunks and the archive never exists whole,
+in memory or on disk.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from neurodepot.convert.bids_plan import BidsPlan, PlannedFile
+from neurodepot.depot.blobstore import CHUNK_SIZE, BlobStore
+from neurodepot.errors import Conflict, Invalid
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    path: Path
+    files: int
+    linked: int
+    copied: int
+    written: int
+    bytes: int
+
+
+def sidecar_bytes(blobs: BlobStore, planned: PlannedFile) -> bytes:
+    """A dcm2niix sidecar with the plan's additions (TaskName, IntendedFor)."""
+    assert planned.digest is not None
+    with blobs.open(planned.digest) as handle:
+        data = json.load(handle)
+    data.update(dict(planned.additions))
+    return (json.dumps(data, indent=2) + "\n").encode()
+
+
+def _generated(blobs: BlobStore, planned: PlannedFile) -> bytes | None:
+    """The content of a file that is not a blob as it is, or None for one that is."""
+    if planned.text is not None:
+        return planned.text.encode()
+    if planned.is_sidecar:
+        return sidecar_bytes(blobs, planned)
+    return None
+
+
+def export_folder(
+    plan: BidsPlan,
+    blobs: BlobStore,
+    out: Path,
+    link: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExportSummary:
+    """Write the dataset to `out`, which must not exist (or be an empty folder)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise Conflict(f"{out} already exists and is not an empty folder: choose another")
+    parent = out.parent if out.parent != Path() else Path.cwd()
+    if not parent.is_dir():
+        raise Invalid(f"{parent} does not exist: create it first")
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
+    linked = copied = written = total = 0
+    try:
+        for index, planned in enumerate(plan.files):
+            destination = work / planned.path
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            content = _generated(blobs, planned)
+            if content is not None:
+                destination.write_bytes(content)
+                written += 1
+                total += len(content)
+            else:
+                assert planned.digest is not None
+                source = blobs.path(planned.digest)
+                if link and _try_link(source, destination):
+                    linked += 1
+                else:
+                    shutil.copyfile(source, destination)
+                    copied += 1
+                total += planned.size
+            if progress is not None:
+                progress(index + 1, len(plan.files))
+        if out.exists():
+            out.rmdir()
+        os.rename(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return ExportSummary(out, len(plan.files), linked, copied, written, total)
+
+
+def _try_link(source: Path, destination: Path) -> bool:
+    """Hard-link a blob; False where the file system cannot (another device, no links)."""
+    try:
+        os.link(source, destination)
+    except OSError:
+        return False
+    return True
+
+
+class _Pipe:
+    """A write-only stream whose written bytes are collected until taken."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._offset = 0
+
+    def write(self, data: bytes) -> int:
+        self._parts.append(bytes(data))
+        self._offset += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._offset
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = b"".join(self._parts)
+        self._parts.clear()
+        return data
+
+
+def stream_zip(plan: BidsPlan, blobs: BlobStore, root: str) -> Iterator[bytes]:
+    """The dataset as a zip (entries under `root/`), in chunks of about a megabyte.
+
+    Entries are stored, not deflated: NIfTI is already gzip-compressed, and storing keeps
+    the cost of a download that of reading the files.
+    """
+    pipe = _Pipe()
+    with zipfile.ZipFile(pipe, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:  # type: ignore[arg-type]
+        for planned in plan.files:
+            name = f"{root}/{planned.path}"
+            content = _generated(blobs, planned)
+            if content is not None:
+                archive.writestr(name, content)
+            else:
+                assert planned.digest is not None
+                info = zipfile.ZipInfo(name)
+                info.file_size = planned.size
+                large = planned.size >= zipfile.ZIP64_LIMIT
+                with (
+                    blobs.open(planned.digest) as source,
+                    archive.open(info, "w", force_zip64=large) as entry,
+                ):
+                    while chunk := source.read(CHUNK_SIZE):
+                        entry.write(chunk)
+                        yield pipe.take()
+            yield pipe.take()
+    yield pipe.take()
