@@ -1,12 +1,12 @@
 """Real DICOM archived into a project, and the `convert` job run on it in this process.
 
-`studies` copies chosen series of dcm_qa_nih into a folder (import does not follow links),
-so a test imports exactly the series it needs; `convert` runs the recorded job as `neurodepot convert`
-does, without a cluster.
+`studies` copies chosen series of dcm_qa_nih into a folder (import does not follow links), so
+a test imports exactly the series it needs; `convert` runs the recorded job as
+`neurodepot convert` does, without a cluster.
 """
 
-from collections.abc import Callable
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
