@@ -97,34 +97,38 @@ def parse_rules(text: str, name: str, kind: str) -> RuleSet:
     compiled = []
     for index, raw in enumerate(data["rules"]):
         start = starts[index] if index < len(starts) else 1
-        where = _Where(name, index, start, lines)
+        end = starts[index + 1] - 1 if index + 1 < len(starts) else len(lines)
+        where = _Where(name, index, start, end, lines)
         compiled.append(_rule(raw, where))
     return RuleSet(tuple(compiled))
 
 
 @dataclass(frozen=True)
 class _Where:
-    """Where a rule is written, to say where a problem is."""
+    """Where a rule is written (lines `start` to `end`), to say where a problem is."""
 
     file: str
     index: int
     start: int
+    end: int
     lines: list[str]
 
     def fail(self, field: str, problem: str) -> Invalid:
+        """An error at the line of `field` (dotted: `match.SeriesDescription`) in this rule."""
         line = self.start
-        key = field.split(".")[-1]
-        pattern = re.compile(rf'^\s*"?{re.escape(key)}"?\s*[=:]')
-        for number in range(self.start, len(self.lines) + 1):
-            text = self.lines[number - 1]
-            if number > self.start and text.strip().startswith("[[rules]]"):
-                break
-            if pattern.search(text):
-                line = number
-                break
+        for part in field.split(".") if field else []:
+            line = self._find(part, line) or line
         return Invalid(
             f"rules file {self.file}: line {line}: rules[{self.index}].{field}: {problem}"
         )
+
+    def _find(self, key: str, after: int) -> int | None:
+        k = re.escape(key)
+        written = re.compile(rf'^\s*"?{k}"?\s*=|"{k}"\s*:|^\s*\[rules\.{k}\]\s*$')
+        for number in range(after, self.end + 1):
+            if written.search(self.lines[number - 1]):
+                return number
+        return None
 
 
 def _rule(raw: object, where: _Where) -> Rule:
