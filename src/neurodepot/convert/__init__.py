@@ -1,1 +1,1 @@
-"""dcm2niix, BIDS mapping rules, export and validation (to come)."""
+"""Conversion: dcm2niix per scan, BIDS mapping rules, the BIDS plan, export and validation."""
