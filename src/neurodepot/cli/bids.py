@@ -63,6 +63,11 @@ def convert(
         worker.start()
         try:
             job = _follow(depot, job.id, as_json)
+        except KeyboardInterrupt:
+            # Stopped at the next scan; what was converted so far is not kept.
+            with depot.transaction() as db:
+                records.cancel_job(db, job.id)
+            raise
         finally:
             worker.join()
         with depot.transaction() as db:
@@ -126,10 +131,15 @@ def validate_(
     if path.exists() or "/" in what:
         report = validate(path)
     else:
-        with state(ctx).open() as depot, tempfile.TemporaryDirectory(prefix="bids-") as tmp:
+        with state(ctx).open() as depot:
             plan = _plan(depot, what, None)
-            export_folder(plan, depot.blobs, Path(tmp) / what, link=True)
-            report = validate(Path(tmp) / what)
+            # In the depot's work folder, so that the export can hard-link rather than copy.
+            depot.settings.work_root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(
+                prefix="validate-", dir=depot.settings.work_root
+            ) as tmp:
+                export_folder(plan, depot.blobs, Path(tmp) / what, link=True)
+                report = validate(Path(tmp) / what)
     _report(report, as_json)
     if not report.valid:
         raise typer.Exit(1)

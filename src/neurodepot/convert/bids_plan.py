@@ -32,6 +32,7 @@ from neurodepot.convert.bids_mapping import (
 from neurodepot.convert.models import ScanConversion
 from neurodepot.convert.nifti import NIFTI_RESOURCE
 from neurodepot.convert.project_rules import project_rules
+from neurodepot.convert.rules import RuleSet
 from neurodepot.depot.blobstore import BlobStore
 from neurodepot.errors import Invalid
 
@@ -311,7 +312,7 @@ def _acq_time(day: date | None, fields: dict[str, Any]) -> str:
 
 
 def _unconverted(
-    scan: ScanRow, conversion: ScanConversion | None, rules: Any, labels: dict[str, str]
+    scan: ScanRow, conversion: ScanConversion | None, rules: RuleSet, labels: dict[str, str]
 ) -> SeriesPreview:
     failed = conversion is not None and conversion.status == "failed"
     state = "failed" if failed else "not converted"

@@ -36,6 +36,8 @@ ENTITY_ORDER = ("task", "acq", "ce", "rec", "dir", "run", "echo", "part", "chunk
 RULE_KEYS = frozenset({"name", "match", "exclude", "skip", "datatype", "suffix", "entities"})
 _TEMPLATE = re.compile(r"{([^{}]*)}")
 _SUFFIX = re.compile(r"(?:[A-Za-z0-9]+|{[^{}]+})+")
+# A `[[rules]]` header as TOML allows it: spaces inside the brackets, a comment after.
+_TOML_RULE = re.compile(r"\s*\[\[\s*rules\s*\]\]\s*(?:#.*)?")
 DEFAULT_RULES_FILE = "bids_rules.toml"
 
 Criterion = re.Pattern[str] | float | tuple[re.Pattern[str] | float, ...]
@@ -118,9 +120,8 @@ class _Where:
         line = self.start
         for part in field.split(".") if field else []:
             line = self._find(part, line) or line
-        return Invalid(
-            f"rules file {self.file}: line {line}: rules[{self.index}].{field}: {problem}"
-        )
+        at = f"rules[{self.index}]" + (f".{field}" if field else "")
+        return Invalid(f"rules file {self.file}: line {line}: {at}: {problem}")
 
     def _find(self, key: str, after: int) -> int | None:
         k = re.escape(key)
@@ -216,7 +217,7 @@ def _single(value: Any, field: str, where: _Where) -> re.Pattern[str] | float:
 
 
 def _toml_rule_lines(text: str) -> list[int]:
-    return [n for n, line in enumerate(text.splitlines(), 1) if line.strip() == "[[rules]]"]
+    return [n for n, line in enumerate(text.splitlines(), 1) if _TOML_RULE.fullmatch(line)]
 
 
 def _json_rule_lines(text: str) -> list[int]:
