@@ -13,7 +13,8 @@ from neurodepot.convert.rules import ENTITY_ORDER, Criterion, Rule, RuleSet
 
 _TEMPLATE = re.compile(r"{([^{}]*)}")
 _NOT_LABEL = re.compile(r"[^A-Za-z0-9]")
-_TASK = re.compile(r"(?i)task[-_ ]?([A-Za-z0-9]+)|\b(rest)(?:ing)?\b")
+# `rest` as a word between non-letters (rest_fMRI, rfMRI_REST_AP: `\b` sees no edge at `_`).
+_TASK = re.compile(r"(?i)task[-_ ]?([A-Za-z0-9]+)|(?<![a-z])(rest)(?:ing)?(?![a-z])")
 # Phase-encoding axis and sign (dcm2niix's `PhaseEncodingDirection`) → BIDS `dir` label, for
 # the usual axial slices: j is posterior→anterior, i is left→right in the scanner's terms.
 PE_DIRECTIONS = {"j-": "AP", "j": "PA", "i-": "LR", "i": "RL", "k-": "SI", "k": "IS"}
@@ -50,7 +51,7 @@ def with_derived_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
         for key in ("SeriesDescription", "ProtocolName"):
             found = _TASK.search(str(fields.get(key) or ""))
             if found:
-                out["Task"] = found.group(1) or found.group(2)
+                out["Task"] = found.group(1) or "rest"
                 break
     return out
 
@@ -182,10 +183,14 @@ def number_runs(items: Sequence[RunItem]) -> dict[str, BidsMatch]:
             by_name.setdefault(name, []).append(item)
     out = {item.key: item.match for item in items}
     for members in by_name.values():
-        groups = sorted({(i.order, i.group) for i in members})
-        if len(groups) < 2:
+        # A scan is placed by its first image: its images may carry different times.
+        first: dict[str, tuple[float, str]] = {}
+        for i in members:
+            first[i.group] = min(first.get(i.group, i.order), i.order)
+        if len(first) < 2:
             continue
-        runs = {group: n for n, (_, group) in enumerate(groups, 1)}
+        in_order = sorted(first, key=lambda group: (first[group], group))
+        runs = {group: n for n, group in enumerate(in_order, 1)}
         for item in members:
             out[item.key] = item.match.with_entity("run", str(runs[item.group]))
     return out
@@ -194,7 +199,10 @@ def number_runs(items: Sequence[RunItem]) -> dict[str, BidsMatch]:
 def distinguish_images(
     matches: Sequence[tuple[str, BidsMatch, Mapping[str, Any]]],
 ) -> dict[str, BidsMatch]:
-    """Within one scan, images that got the same name are told apart by echo, then by part."""
+    """Within one scan, images that got the same name are told apart by echo, then by part.
+
+    Part is added where echo alone does not tell them apart (magnitude and phase of each echo).
+    """
     out = {key: match for key, match, _ in matches}
     by_name: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[str]] = {}
     for key, match, _ in matches:
@@ -205,10 +213,11 @@ def distinguish_images(
         if len(keys) < 2:
             continue
         echoes = {k: fields[k].get("EchoNumber") for k in keys}
-        if len(set(echoes.values())) == len(keys) and None not in echoes.values():
+        if len(set(echoes.values())) > 1 and None not in echoes.values():
             for k in keys:
                 out[k] = out[k].with_entity("echo", str(int(_number(echoes[k]) or 1)))
-            continue
+            if len(set(echoes.values())) == len(keys):
+                continue
         for k in keys:
             kinds = [str(t).upper() for t in fields[k].get("ImageType") or []]
             part = "phase" if "PHASE" in kinds or "P" in kinds else "mag"

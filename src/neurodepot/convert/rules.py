@@ -168,6 +168,11 @@ def _rule(raw: object, where: _Where) -> Rule:
             )
         if not isinstance(template, str) or not template:
             raise where.fail(f"entities.{entity}", "must be a non-empty string")
+        if not _SUFFIX.fullmatch(template):
+            raise where.fail(
+                f"entities.{entity}",
+                f"{template!r} is not a BIDS label (letters and digits, and {{Field}} places)",
+            )
         checked.append((entity, template))
     return Rule(
         name,
