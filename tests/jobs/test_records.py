@@ -98,8 +98,8 @@ class TestCreate:
     @pytest.mark.parametrize(
         ("pipeline", "target", "params", "error", "match"),
         [
-            ("nope", PROJECT, {}, NotFound, "no pipeline 'nope'; known pipelines: fragile, "
-             "manifest, noop, per-session, wait"),
+            ("nope", PROJECT, {}, NotFound, "no pipeline 'nope'; known pipelines: convert, "
+             "fragile, manifest, noop, per-session, wait"),
             ("wait", PROJECT, {"seconds": -1}, Invalid, "'wait': seconds: "),
             ("wait", PROJECT, {"seconds": "soon"}, Invalid, "'wait': seconds: "),
             ("wait", PROJECT, {"secs": 1}, Invalid, "'wait': secs: "),

@@ -35,7 +35,9 @@ def installed(monkeypatch: pytest.MonkeyPatch, *values: str) -> None:
 
 def test_builtin_pipelines_are_registered() -> None:
     pipelines = {p.name: p for p in load_registry()}
-    assert sorted(pipelines) == ["manifest", "noop", "wait"]
+    # `convert` ships through the entry point group, as other packages' pipelines do.
+    assert sorted(pipelines) == ["convert", "manifest", "noop", "wait"]
+    assert pipelines["convert"].outputs == ("NIFTI",)
     assert pipelines["wait"].max_attempts == 2
     assert pipelines["manifest"].outputs == ("MANIFEST",)
     assert all(p.idempotent for p in pipelines.values())
@@ -43,7 +45,7 @@ def test_builtin_pipelines_are_registered() -> None:
 
 def test_unknown_pipeline_is_not_found_and_the_known_ones_are_listed() -> None:
     with pytest.raises(
-        NotFound, match=r"no pipeline 'nope'; known pipelines: manifest, noop, wait"
+        NotFound, match=r"no pipeline 'nope'; known pipelines: convert, manifest, noop, wait"
     ):
         load_registry().get("nope")
 
