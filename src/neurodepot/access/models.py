@@ -1,17 +1,19 @@
-"""ORM models of accounts, project memberships and the audit log.
+"""ORM models of accounts, API tokens, project memberships and the audit log.
 
-Authentication (password hashes, tokens) and the hash chain of the audit log are filled in by the
-accounts issue; the tables exist from the start so every later migration builds on them.
+A token's secret is never stored: only its SHA-256 (the secret is 256 random bits, so a fast
+hash is enough), and the first characters to tell tokens apart in a listing.
 """
 
 from datetime import datetime
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, String, Text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from neurodepot.depot.orm import Base, utcnow
 
 ROLES = ("owner", "member", "collaborator")
+ACCOUNT_KINDS = ("member", "external")
+SCOPES = ("read", "write")
 
 
 class User(Base):
@@ -20,6 +22,7 @@ class User(Base):
     __tablename__ = "users"
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'active', 'disabled')", name="known_status"),
+        CheckConstraint("kind IN ('member', 'external')", name="known_kind"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -30,6 +33,29 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(default=False)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A centre member (internal account) or an external researcher.
+    kind: Mapped[str] = mapped_column(String(16), default="member", server_default="member")
+    is_steward: Mapped[bool] = mapped_column(default=False, server_default=false())
+    affiliation: Mapped[str] = mapped_column(String(255), default="", server_default=text("''"))
+    purpose: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
+
+
+class ApiToken(Base):
+    """A script's credential: scoped, expiring, revocable, shown once and stored hashed."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (CheckConstraint("scope IN ('read', 'write')", name="known_scope"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    prefix: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Membership(Base):

@@ -1,9 +1,21 @@
 """The one place that decides who may do what (deny by default).
 
-`decide` is a pure function: no I/O, so it can be property-tested. `ensure` is its raising
-wrapper for the edges. Until accounts exist (the accounts issue), the only principal that is
-ever allowed anything is the local operator: a person at this machine, using the CLI or a
-client on loopback. Everyone else is denied everything but the public health check.
+`decide` is a pure function: the caller, the action, the target, and the facts about the
+target's project that the edge looked up (its access level, the caller's role in it, and what
+consent and Data Usage Agreements allow). No I/O, so it can be property-tested. `ensure` is its
+raising wrapper for the edges.
+
+Who may do what:
+- the local operator (a person at this machine: the CLI, or a client on loopback without a
+  token) and site admins: everything;
+- a project's owner: everything in the project, including administering it (its members,
+  access level, deleting it); a member: read, add, change and delete data; a collaborator:
+  read;
+- anyone else signed in: beyond the named people, data is shared only as far as the project's
+  access level, each subject's consent and an accepted DUA allow. Consent and DUA records
+  arrive with their own issue; until then `SharingFacts` says no, and such reads are denied;
+- centre members (not external researchers) may create projects, which they then own;
+- a read-only token can only read; the anonymous caller gets nothing.
 """
 
 from dataclasses import dataclass
@@ -15,6 +27,7 @@ from neurodepot.errors import Denied
 
 class Action(StrEnum):
     READ = "read"
+    LIST = "list"  # a depot-wide listing that shows only what the caller may see
     CREATE = "create"
     UPDATE = "update"
     DELETE = "delete"
@@ -24,6 +37,7 @@ class Action(StrEnum):
 class PrincipalKind(StrEnum):
     ANONYMOUS = "anonymous"
     OPERATOR = "operator"
+    USER = "user"
 
 
 @dataclass(frozen=True)
@@ -32,6 +46,11 @@ class Principal:
 
     kind: PrincipalKind
     name: str
+    user_id: int | None = None
+    account: str = ""  # `member` (of the centre) or `external`
+    is_admin: bool = False
+    is_steward: bool = False
+    scope: str = "write"
 
     @classmethod
     def anonymous(cls) -> "Principal":
@@ -41,6 +60,41 @@ class Principal:
     def operator(cls, name: str = "operator") -> "Principal":
         return cls(PrincipalKind.OPERATOR, name)
 
+    @classmethod
+    def user(
+        cls,
+        user_id: int,
+        username: str,
+        account: str,
+        is_admin: bool = False,
+        is_steward: bool = False,
+        scope: str = "write",
+    ) -> "Principal":
+        return cls(PrincipalKind.USER, username, user_id, account, is_admin, is_steward, scope)
+
+
+@dataclass(frozen=True)
+class SharingFacts:
+    """What consent and DUAs allow the caller to see of a project beyond its named people.
+
+    The consent issue fills these in; the default allows nothing.
+    """
+
+    consent_allows: bool = False
+    dua_accepted: bool = False
+
+
+NO_SHARING = SharingFacts()
+
+
+@dataclass(frozen=True)
+class ProjectFacts:
+    """What the edge knows of the target's project: None means it does not exist."""
+
+    access: str  # private, internal, public
+    role: str | None  # the caller's role in it, if any
+    sharing: SharingFacts = NO_SHARING
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -48,16 +102,65 @@ class Decision:
     reason: str
 
 
-def decide(principal: Principal, action: Action, target: Target | None) -> Decision:
+ROLE_ACTIONS = {
+    "owner": frozenset(Action),
+    "member": frozenset({Action.READ, Action.LIST, Action.CREATE, Action.UPDATE, Action.DELETE}),
+    "collaborator": frozenset({Action.READ, Action.LIST}),
+}
+
+
+def decide(
+    principal: Principal,
+    action: Action,
+    target: Target | None,
+    project: ProjectFacts | None = None,
+) -> Decision:
     """Whether `principal` may perform `action` on `target` (None: the depot as a whole)."""
     if principal.kind is PrincipalKind.OPERATOR:
         return Decision(True, "the local operator administers this depot")
-    return Decision(False, "sign-in is required")
+    if principal.kind is not PrincipalKind.USER:
+        return Decision(False, "sign-in is required")
+    if principal.scope == "read" and action not in (Action.READ, Action.LIST):
+        return Decision(False, "the token is read-only")
+    if principal.is_admin:
+        return Decision(True, "site admin")
+    if target is None:
+        return _depot_wide(principal, action)
+    if project is None:
+        return Decision(False, "no such project, or no access to it")
+    if project.role is not None:
+        allowed = action in ROLE_ACTIONS.get(project.role, frozenset())
+        return Decision(allowed, f"project {project.role}")
+    return _beyond_named_people(principal, action, project)
 
 
-def ensure(principal: Principal, action: Action, target: Target | None) -> None:
+def _depot_wide(principal: Principal, action: Action) -> Decision:
+    if action is Action.LIST:
+        return Decision(True, "listings show only what the caller may see")
+    if action is Action.CREATE and principal.account == "member":
+        return Decision(True, "centre members create projects")
+    return Decision(False, "only a site admin may do this")
+
+
+def _beyond_named_people(principal: Principal, action: Action, project: ProjectFacts) -> Decision:
+    if action not in (Action.READ, Action.LIST):
+        return Decision(False, "only the project's named people may change it")
+    open_to = {"internal": ("member",), "public": ("member", "external")}.get(project.access, ())
+    if principal.account not in open_to:
+        return Decision(False, "no such project, or no access to it")
+    if not (project.sharing.consent_allows and project.sharing.dua_accepted):
+        return Decision(False, "shared data needs the participants' consent and an accepted DUA")
+    return Decision(True, f"shared ({project.access})")
+
+
+def ensure(
+    principal: Principal,
+    action: Action,
+    target: Target | None,
+    project: ProjectFacts | None = None,
+) -> None:
     """Raise `Denied` unless `decide` allows the action."""
-    decision = decide(principal, action, target)
+    decision = decide(principal, action, target, project)
     if not decision.allowed:
         where = f" on {target}" if target is not None else ""
         raise Denied(f"{principal.name} may not {action.value}{where}: {decision.reason}")

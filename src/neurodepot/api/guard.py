@@ -1,7 +1,9 @@
 """The one access dependency every route declares.
 
-It names the caller (a `Principal`), reads the target from the path parameters, and asks the
-policy. A route without it is caught by the access-matrix test.
+It names the caller (a `Principal`: the owner of an `Authorization: Bearer` token, else the
+local operator on loopback, else anonymous), reads the target from the path parameters, looks
+up the facts the policy needs about its project, and asks the policy. A route without it is
+caught by the access-matrix test. Reads of data by signed-in users are written to the audit log.
 """
 
 from collections.abc import Callable
@@ -10,10 +12,16 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from neurodepot.access.policy import Action, Principal, ensure
+from neurodepot.access import audit
+from neurodepot.access.facts import project_facts
+from neurodepot.access.policy import Action, Principal, PrincipalKind, decide, ensure
+from neurodepot.access.tokens import REFUSED as TOKEN_REFUSED
+from neurodepot.access.tokens import authenticate
 from neurodepot.catalog.target import Target
 from neurodepot.depot.folder import Depot
-from neurodepot.errors import Invalid
+from neurodepot.errors import Denied, Invalid
+
+BEARER = "bearer "
 
 
 def current_depot(request: Request) -> Depot:
@@ -22,8 +30,20 @@ def current_depot(request: Request) -> Depot:
 
 
 def current_principal(request: Request) -> Principal:
-    """Before accounts exist, only a client on this machine (loopback) acts as the operator."""
+    """The token's owner; without a token, a client on loopback is the local operator."""
     host = request.client.host if request.client else ""
+    header = request.headers.get("authorization")
+    if header is not None:
+        if not header.lower().startswith(BEARER):
+            raise Denied("send an API token as `Authorization: Bearer <token>`")
+        depot: Depot = request.app.state.depot
+        with depot.transaction() as db:
+            owner = authenticate(db, header[len(BEARER) :].strip(), host)
+        if owner is None:  # raised after the commit, so that the refusal stays in the log
+            raise Denied(TOKEN_REFUSED)
+        return Principal.user(
+            owner.user_id, owner.username, owner.kind, owner.is_admin, owner.is_steward, owner.scope
+        )
     try:
         local = ip_address(host).is_loopback
     except ValueError:
@@ -52,7 +72,10 @@ def authorize(action: Action) -> Callable[..., Principal]:
             # A malformed label is reported (422) only to a caller who may act on the depot.
             ensure(principal, action, None)
             raise
-        ensure(principal, action, target)
+        if principal.kind is not PrincipalKind.USER or target is None:
+            ensure(principal, action, target)
+        else:
+            _ensure_for_user(request, principal, action, target)
         request.state.principal = principal
         return principal
 
@@ -60,8 +83,40 @@ def authorize(action: Action) -> Callable[..., Principal]:
     return guard
 
 
+def ensure_on_target(request: Request, action: Action, target: Target) -> None:
+    """The guard's decision for a target named in the body rather than the path (jobs)."""
+    principal: Principal = request.state.principal
+    if principal.kind is PrincipalKind.USER:
+        _ensure_for_user(request, principal, action, target)
+    else:
+        ensure(principal, action, target)
+
+
+def _ensure_for_user(
+    request: Request, principal: Principal, action: Action, target: Target
+) -> None:
+    """Decide with the project's facts; record the decision on data in the audit log."""
+    depot: Depot = request.app.state.depot
+    with depot.transaction() as db:
+        facts = project_facts(db, principal, target.project)
+        decision = decide(principal, action, target, facts)
+        detail = _request_detail(request, action)
+        if not decision.allowed:
+            audit.record(db, principal.name, "access_denied", str(target), detail, "denied")
+        elif action is Action.READ:
+            kind = "download" if "/files/" in request.url.path else "data_read"
+            audit.record(db, principal.name, kind, str(target), detail)
+    # Raised after the commit, so that the refusal stays in the audit log.
+    ensure(principal, action, target, facts)
+
+
+def _request_detail(request: Request, action: Action) -> dict[str, object]:
+    return {"method": request.method, "path": request.url.path, "action": action.value}
+
+
 DepotDep = Annotated[Depot, Depends(current_depot)]
 CanRead = Depends(authorize(Action.READ))
+CanList = Depends(authorize(Action.LIST))
 CanCreate = Depends(authorize(Action.CREATE))
 CanUpdate = Depends(authorize(Action.UPDATE))
 CanDelete = Depends(authorize(Action.DELETE))

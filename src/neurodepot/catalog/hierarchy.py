@@ -9,7 +9,7 @@ from dataclasses import fields
 from datetime import date
 from typing import TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -100,11 +100,15 @@ def get_project(db: Session, label: str) -> ProjectInfo:
     return _project_info(project, _count(db, Subject.project_id == project.id, Subject))
 
 
-def list_projects(db: Session) -> list[ProjectInfo]:
+def list_projects(db: Session, where: ColumnElement[bool] | None = None) -> list[ProjectInfo]:
+    """Every project, or those `where` holds for (the access policy's listing filter)."""
     counts = dict(
         db.execute(select(Subject.project_id, func.count()).group_by(Subject.project_id)).all()
     )
-    projects = db.scalars(select(Project).order_by(Project.label))
+    query = select(Project).order_by(Project.label)
+    if where is not None:
+        query = query.where(where)
+    projects = db.scalars(query)
     return [_project_info(p, counts.get(p.id, 0)) for p in projects]
 
 

@@ -30,6 +30,9 @@ class Project(Base):
     """A study: the unit of ownership, sharing and release."""
 
     __tablename__ = "projects"
+    __table_args__ = (
+        CheckConstraint("access IN ('private', 'internal', 'public')", name="known_access"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     label: Mapped[str] = mapped_column(String(LABEL_LENGTH), unique=True)
@@ -38,6 +41,8 @@ class Project(Base):
     # Whether a study received for this project is archived once it is quiet, or waits in the
     # prearchive for someone to review it.
     auto_archive: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # Who beyond the named people may see it: `private`, `internal` (centre members), `public`.
+    access: Mapped[str] = mapped_column(String(16), default="private", server_default="private")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     subjects: Mapped[list["Subject"]] = relationship(

@@ -10,6 +10,7 @@ import typer
 
 from neurodepot import __version__
 from neurodepot.cli import (
+    audit,
     bids,
     depot_commands,
     hierarchy,
@@ -18,6 +19,7 @@ from neurodepot.cli import (
     project,
     resource,
     serve,
+    users,
 )
 from neurodepot.cli.state import CliState
 from neurodepot.errors import (
@@ -86,6 +88,9 @@ project.app.command("archive-mode")(prearchive.archive_mode)
 app.command()(bids.convert)
 app.command("export-bids")(bids.export_bids)
 app.add_typer(bids.app, name="bids")
+app.add_typer(audit.app, name="audit")
+app.add_typer(users.app, name="user")
+project.app.command("access")(users.project_access)
 
 
 def _say(line: str) -> None:

@@ -1,8 +1,11 @@
 """Projects, subjects, sessions and scans: list, create, read (and delete a project)."""
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
-from neurodepot.api.guard import CanCreate, CanDelete, CanRead, DepotDep
+from neurodepot.access.accounts import set_project_role
+from neurodepot.access.facts import visible_projects
+from neurodepot.access.policy import PrincipalKind
+from neurodepot.api.guard import CanAdminister, CanCreate, CanList, CanRead, DepotDep
 from neurodepot.api.schemas import ProjectIn, ScanIn, SessionIn, SubjectIn
 from neurodepot.catalog import hierarchy
 from neurodepot.catalog.deletion import delete_project
@@ -16,16 +19,21 @@ SESSION = SUBJECT + "/sessions/{session}"
 SCAN = SESSION + "/scans/{scan}"
 
 
-@router.get("/projects", dependencies=[CanRead])
-def list_projects(depot: DepotDep) -> list[ProjectInfo]:
+@router.get("/projects", dependencies=[CanList])
+def list_projects(depot: DepotDep, request: Request) -> list[ProjectInfo]:
+    """The projects the caller may see (and only their counts)."""
     with depot.transaction() as db:
-        return hierarchy.list_projects(db)
+        return hierarchy.list_projects(db, visible_projects(request.state.principal))
 
 
 @router.post("/projects", status_code=status.HTTP_201_CREATED, dependencies=[CanCreate])
-def create_project(body: ProjectIn, depot: DepotDep) -> ProjectInfo:
+def create_project(body: ProjectIn, depot: DepotDep, request: Request) -> ProjectInfo:
+    """Create a project; a signed-in creator becomes its owner."""
+    principal = request.state.principal
     with depot.transaction() as db:
         project = hierarchy.create_project(db, body.label, body.name, body.description)
+        if principal.kind is PrincipalKind.USER:
+            set_project_role(db, principal.name, principal.name, body.label, "owner")
     return project
 
 
@@ -35,7 +43,7 @@ def get_project(project: str, depot: DepotDep) -> ProjectInfo:
         return hierarchy.get_project(db, project)
 
 
-@router.delete(PROJECT, status_code=status.HTTP_204_NO_CONTENT, dependencies=[CanDelete])
+@router.delete(PROJECT, status_code=status.HTTP_204_NO_CONTENT, dependencies=[CanAdminister])
 def remove_project(project: str, depot: DepotDep, force: bool = False) -> Response:
     """Delete a project; refused with 409 while it holds anything, unless `force=true`."""
     delete_project(depot, project, force=force)

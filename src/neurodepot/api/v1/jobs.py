@@ -5,8 +5,8 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from neurodepot.access.policy import Action, ensure
-from neurodepot.api.guard import CanCreate, CanRead, CanUpdate, DepotDep
+from neurodepot.access.policy import Action
+from neurodepot.api.guard import CanCreate, CanRead, CanUpdate, DepotDep, ensure_on_target
 from neurodepot.catalog.target import Target
 from neurodepot.jobs import records
 from neurodepot.jobs.records import JobInfo
@@ -66,7 +66,7 @@ def create_job(body: JobIn, request: Request, depot: DepotDep) -> JobInfo:
     """Queue a job; it starts when a worker is free (poll `GET /jobs/{id}` for progress)."""
     principal = request.state.principal
     target = Target.parse(body.target)
-    ensure(principal, Action.CREATE, target)  # the target is in the body, not the path
+    ensure_on_target(request, Action.CREATE, target)  # the target is in the body, not the path
     with depot.transaction() as db:
         return records.create_job(
             db, _registry(request), body.pipeline, target, body.params, principal.name
