@@ -36,7 +36,7 @@ MODELS = (
     neurodepot.ingest.models,
     neurodepot.jobs.models,
 )
-ALL_REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006"]
+ALL_REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
 
 
 def tables(engine: Engine) -> set[str]:

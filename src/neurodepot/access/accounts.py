@@ -6,7 +6,7 @@ the actor who made it, so that the log and the accounts can never disagree.
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -35,6 +35,7 @@ class UserInfo:
     affiliation: str
     created_at: datetime
     roles: tuple[tuple[str, str], ...] = ()  # (project, role)
+    email_verified: bool = True
 
 
 def check_username(username: str) -> str:
@@ -75,8 +76,13 @@ def add_user(
     password: str | None = None,
     affiliation: str = "",
     purpose: str = "",
+    verified: bool = True,
 ) -> UserInfo:
-    """A new account, `pending` until an admin approves it."""
+    """A new account, `pending` until an admin approves it.
+
+    An account an admin adds is taken as verified; a self-registered one (`verified=False`)
+    must follow the emailed link before it can be approved.
+    """
     check_username(username)
     email = check_email(email)
     if kind not in ACCOUNT_KINDS:
@@ -103,6 +109,7 @@ def add_user(
         password_hash=hash_password(password) if password is not None else None,
         affiliation=affiliation,
         purpose=purpose,
+        email_verified_at=datetime.now(UTC) if verified else None,
     )
     db.add(user)
     db.flush()
@@ -117,6 +124,8 @@ def set_status(db: Session, actor: str, username: str, status: str) -> UserInfo:
     if status not in ("active", "disabled"):
         raise Invalid(f"an account is made active or disabled, not {status!r}")
     user = find_user(db, username)
+    if status == "active" and user.email_verified_at is None:
+        raise Invalid(f"{username} has not verified their email address yet: approve it after")
     before = user.status
     user.status = status
     db.flush()
@@ -213,4 +222,5 @@ def _info(db: Session, user: User) -> UserInfo:
         user.affiliation,
         user.created_at,
         tuple((label, role) for label, role in roles),
+        user.email_verified_at is not None,
     )

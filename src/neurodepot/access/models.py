@@ -38,6 +38,10 @@ class User(Base):
     is_steward: Mapped[bool] = mapped_column(default=False, server_default=false())
     affiliation: Mapped[str] = mapped_column(String(255), default="", server_default=text("''"))
     purpose: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
+    # Set when the account's owner followed the emailed link (or an admin created it).
+    email_verified_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Base32 TOTP secret once a second factor is enabled.
+    totp_secret: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class ApiToken(Base):
@@ -91,3 +95,33 @@ class AuditEvent(Base):
     previous_hash: Mapped[str] = mapped_column(String(64), default="")
     hash: Mapped[str] = mapped_column(String(64), default="")
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie carries a secret whose SHA-256 is kept here.
+
+    Revocable from the server (sign-out, an admin disabling the account); `csrf_token` must
+    accompany every write made with the cookie.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class LoginFailure(Base):
+    """A failed sign-in, kept for a while to rate-limit by account and by address."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), index=True)
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -14,6 +14,17 @@ from neurodepot.jobs.registry import load_registry
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/api/docs", "/api/docs/oauth2-redirect", "/api/openapi.json"}
 )
+# Routes for people who are not signed in (yet): they decide for themselves what to reveal,
+# which is nothing about whether an account exists.
+ACCOUNT_PATHS = frozenset(
+    {
+        "/api/v1/session",
+        "/api/v1/register",
+        "/api/v1/register/verify",
+        "/api/v1/password-reset",
+        "/api/v1/password-reset/confirm",
+    }
+)
 
 
 def create_app(depot: Depot) -> FastAPI:

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from neurodepot.api.v1 import bids, hierarchy, jobs, prearchive, resources
+from neurodepot.api.v1 import accounts, bids, hierarchy, jobs, prearchive, resources, session
 
 router = APIRouter(prefix="/api/v1")
 router.include_router(hierarchy.router)
@@ -10,3 +10,5 @@ router.include_router(resources.router)
 router.include_router(jobs.router)
 router.include_router(prearchive.router)
 router.include_router(bids.router)
+router.include_router(session.router)
+router.include_router(accounts.router)
