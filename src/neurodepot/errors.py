@@ -29,6 +29,18 @@ class Denied(NeurodepotError):
     """The caller may not do this."""
 
 
+class SignInFailed(Denied):
+    """A sign-in that did not succeed; one message whatever the reason (HTTP 401)."""
+
+
+class Throttled(Denied):
+    """Too many failed attempts from this address: wait before trying again (HTTP 429)."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class Unavailable(NeurodepotError):
     """A service the depot needs cannot be reached (database, storage), or the depot is unusable."""
 

@@ -141,6 +141,17 @@ def set_password(db: Session, actor: str, username: str, password: str) -> None:
     audit.record(db, actor, "account_changed", f"user:{username}", {"change": "password"})
 
 
+def set_second_factor(db: Session, actor: str, username: str, enable: bool) -> str | None:
+    """Turn TOTP on (returns the new secret, to show once) or off for an account."""
+    from neurodepot.access.totp import new_secret
+
+    user = find_user(db, username)
+    user.totp_secret = new_secret() if enable else None
+    db.flush()
+    audit.record(db, actor, "account_changed", f"user:{username}", {"second_factor": enable})
+    return user.totp_secret
+
+
 def set_site_role(db: Session, actor: str, username: str, role: str) -> UserInfo:
     """`admin`, `steward`, or `none` (neither)."""
     if role not in SITE_ROLES:

@@ -4,6 +4,7 @@ from fastapi import FastAPI
 
 from neurodepot import __version__
 from neurodepot.api import exception_handlers
+from neurodepot.api.guard import ACCOUNT_PATHS
 from neurodepot.api.request_log import log_request
 from neurodepot.api.schemas import Health
 from neurodepot.api.v1 import router as v1_router
@@ -11,19 +12,10 @@ from neurodepot.depot import schema
 from neurodepot.depot.folder import Depot
 from neurodepot.jobs.registry import load_registry
 
+__all__ = ["ACCOUNT_PATHS", "PUBLIC_PATHS", "create_app"]
+
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/api/docs", "/api/docs/oauth2-redirect", "/api/openapi.json"}
-)
-# Routes for people who are not signed in (yet): they decide for themselves what to reveal,
-# which is nothing about whether an account exists.
-ACCOUNT_PATHS = frozenset(
-    {
-        "/api/v1/session",
-        "/api/v1/register",
-        "/api/v1/register/verify",
-        "/api/v1/password-reset",
-        "/api/v1/password-reset/confirm",
-    }
 )
 
 

@@ -11,10 +11,21 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from neurodepot.access.policy import Action, ensure
-from neurodepot.api.guard import current_principal
-from neurodepot.errors import Conflict, Denied, Invalid, NeurodepotError, NotFound, Unavailable
+from neurodepot.api.guard import ACCOUNT_PATHS, current_principal
+from neurodepot.errors import (
+    Conflict,
+    Denied,
+    Invalid,
+    NeurodepotError,
+    NotFound,
+    SignInFailed,
+    Throttled,
+    Unavailable,
+)
 
 STATUS = {
+    SignInFailed: 401,
+    Throttled: 429,
     NotFound: 404,
     Conflict: 409,
     Invalid: 422,
@@ -36,15 +47,19 @@ def _body(error: str, message: str, status: int, **extra: object) -> JSONRespons
 
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, NeurodepotError)
-    return _body(type(exc).__name__, exc.message, status_for(exc))
+    response = _body(type(exc).__name__, exc.message, status_for(exc))
+    if isinstance(exc, Throttled):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    try:
-        ensure(current_principal(request), Action.READ, None)
-    except Denied as denied:
-        return await _domain_error(request, denied)
+    if request.url.path not in ACCOUNT_PATHS:  # those are for people not signed in
+        try:
+            ensure(current_principal(request), Action.LIST, None)
+        except Denied as denied:
+            return await _domain_error(request, denied)
     problems = [
         f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"
         for error in exc.errors()

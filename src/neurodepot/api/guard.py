@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from neurodepot.access import audit
+from neurodepot.access import audit, sessions
 from neurodepot.access.facts import project_facts
 from neurodepot.access.policy import Action, Principal, PrincipalKind, decide, ensure
 from neurodepot.access.tokens import REFUSED as TOKEN_REFUSED
@@ -22,6 +22,20 @@ from neurodepot.depot.folder import Depot
 from neurodepot.errors import Denied, Invalid
 
 BEARER = "bearer "
+SESSION_COOKIE = "neurodepot_session"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Routes for people who are not signed in (yet): they take no guard and decide for themselves
+# what to reveal, which is nothing about whether an account exists.
+ACCOUNT_PATHS = frozenset(
+    {
+        "/api/v1/session",
+        "/api/v1/register",
+        "/api/v1/register/verify",
+        "/api/v1/password-reset",
+        "/api/v1/password-reset/confirm",
+    }
+)
 
 
 def current_depot(request: Request) -> Depot:
@@ -30,9 +44,16 @@ def current_depot(request: Request) -> Depot:
 
 
 def current_principal(request: Request) -> Principal:
-    """The token's owner; without a token, a client on loopback is the local operator."""
+    """The token's or session's owner; without either, a client on loopback is the operator.
+
+    A cookie that names no valid session is refused rather than ignored, so that it never
+    falls back to another identity; so is a cookie write without the session's CSRF token.
+    """
     host = request.client.host if request.client else ""
     header = request.headers.get("authorization")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if header is None and cookie is not None:
+        return _session_principal(request, cookie)
     if header is not None:
         if not header.lower().startswith(BEARER):
             raise Denied("send an API token as `Authorization: Bearer <token>`")
@@ -57,6 +78,21 @@ def _target(request: Request) -> Target | None:
         return None
     return Target(
         params["project"], params.get("subject"), params.get("session"), params.get("scan")
+    )
+
+
+def _session_principal(request: Request, secret: str) -> Principal:
+    depot: Depot = request.app.state.depot
+    with depot.reading() as db:
+        owner = sessions.session_owner(db, secret)
+    if owner is None:
+        raise Denied("the session has ended: sign in again")
+    if request.method not in SAFE_METHODS and not sessions.csrf_matches(
+        owner, request.headers.get(CSRF_HEADER)
+    ):
+        raise Denied("a write with the session cookie needs the X-CSRF-Token of the session")
+    return Principal.user(
+        owner.user_id, owner.username, owner.kind, owner.is_admin, owner.is_steward
     )
 
 

@@ -145,6 +145,24 @@ def password(ctx: typer.Context, username: UserArg) -> None:
     console.print(f"Password of {username} set")
 
 
+@app.command("second-factor")
+def second_factor(
+    ctx: typer.Context,
+    username: UserArg,
+    disable: Annotated[bool, typer.Option("--disable", help="Turn it off.")] = False,
+) -> None:
+    """Turn on a TOTP second factor (prints the authenticator address once), or off."""
+    from neurodepot.access.totp import provisioning_uri
+
+    with state(ctx).open() as depot, depot.transaction() as db:
+        secret = accounts.set_second_factor(db, _actor(), username, not disable)
+    if secret is None:
+        console.print(f"Second factor of {username} turned off")
+        return
+    console.print(f"Second factor of {username} on; add this to an authenticator app (once):")
+    typer.echo(provisioning_uri(secret, username))
+
+
 @token_app.command("create")
 def token_create(
     ctx: typer.Context,
