@@ -36,7 +36,9 @@ from neurodepot.errors import Invalid
 ACTIONS = (
     "login",
     "login_failed",
+    "logout",
     "token_used",
+    "access_denied",
     "data_read",
     "download",
     "membership_changed",
@@ -160,7 +162,8 @@ def record(
     values = {"actor": actor, "action": action, "target": target, "outcome": outcome}
     for name, limit in _LIMITS.items():
         if len(values[name]) > limit:
-            raise Invalid(f"audit {name} is longer than {limit} characters: {values[name]!r}")
+            shown = values[name][:80]
+            raise Invalid(f"audit {name} is longer than {limit} characters: {shown!r}…")
     if not actor or not action:
         raise Invalid("an audit event needs an actor and an action")
     plain_detail = _plain_json(detail or {})
@@ -204,39 +207,43 @@ def verify(
     """
     expected_previous, previous_id = GENESIS_HASH, None
     checked = 0
-    anchor_seen = anchor is None
+    anchor_seen = False
+
+    def result(broken_id: int | None = None, reason: str = "") -> AuditVerification:
+        last_hash = "" if previous_id is None else expected_previous
+        return AuditVerification(
+            broken_id is None, checked, broken_id, reason, previous_id, last_hash
+        )
+
     for row in _stored_rows(db, chunk_rows=chunk_rows):
         checked += 1
-        problem = ""
         if chain_hash(_fields(row)) != row.hash:
-            problem = "its content does not match its hash (the row was edited or moved)"
-        elif row.previous_hash != expected_previous and previous_id is None:
-            problem = "its previous_hash is not the start of the chain (earlier rows were deleted)"
-        elif row.previous_hash != expected_previous:
-            problem = (
+            return result(
+                row.id, "its content does not match its hash (the row was edited or moved)"
+            )
+        if row.previous_hash != expected_previous and previous_id is None:
+            return result(
+                row.id,
+                "its previous_hash is not the start of the chain (earlier rows were deleted)",
+            )
+        if row.previous_hash != expected_previous:
+            return result(
+                row.id,
                 f"its previous_hash is not the hash of row {previous_id} "
-                "(a row was deleted, inserted or moved between them)"
+                "(a row was deleted, inserted or moved between them)",
             )
-        elif anchor is not None and row.id == anchor[0]:
-            if row.hash != anchor[1]:
-                problem = "its hash is not the anchor's (the log was rewritten from here on)"
+        if anchor is not None and row.id == anchor[0]:
+            if row.hash != anchor[1].lower():
+                return result(
+                    row.id, "its hash is not the anchor's (the log was rewritten from here on)"
+                )
             anchor_seen = True
-        if problem:
-            return AuditVerification(
-                False, checked, row.id, problem, previous_id, expected_previous
-            )
         expected_previous, previous_id = row.hash, row.id
-    last_hash = "" if previous_id is None else expected_previous
     if anchor is not None and not anchor_seen:
-        return AuditVerification(
-            False,
-            checked,
-            anchor[0],
-            "the anchor's row is missing (rows were deleted from the end of the log)",
-            previous_id,
-            last_hash,
+        return result(
+            anchor[0], "the anchor's row is missing (rows were deleted from the end of the log)"
         )
-    return AuditVerification(True, checked, None, "", previous_id, last_hash)
+    return result()
 
 
 def export(
