@@ -35,11 +35,31 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply migrations up to `revision`, in one transaction per step."""
+    """Apply migrations up to `revision`, in one transaction.
+
+    On SQLite, foreign keys are switched off while migrating (and checked before the commit):
+    a migration that must rebuild a table (Alembic's batch mode: copy, drop, rename) would
+    otherwise cascade the drop into every row that refers to it, deleting the catalog.
+    """
     config = _config(engine)
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:  # a PRAGMA only takes effect outside a transaction: set it on the driver
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
+        try:
+            with conn.begin():
+                config.attributes["connection"] = conn
+                command.upgrade(config, revision)
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise Unavailable(
+                            f"migrating would leave {len(broken)} broken reference(s) "
+                            f"(first: {tuple(broken[0])}); nothing was changed"
+                        )
+        finally:
+            if sqlite:
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
 
 
 def pending(engine: Engine) -> list[str]:
