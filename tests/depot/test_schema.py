@@ -81,13 +81,16 @@ class TestMigrations:
             + "', 1, '2026-01-01')",
             "INSERT INTO projects (id, label, name, description, created_at)"
             " VALUES (1, 'P', 'P', '', '2026-01-01')",
-            "INSERT INTO subjects (id, project_id, label, created_at) VALUES (1, 1, 'S', '2026-01-01')",
+            "INSERT INTO subjects (id, project_id, label, created_at)"
+            " VALUES (1, 1, 'S', '2026-01-01')",
             "INSERT INTO sessions (id, project_id, subject_id, label, modality, created_at)"
             " VALUES (1, 1, 1, 'E', 'MR', '2026-01-01')",
             "INSERT INTO scans (id, session_id, label, type, modality, created_at)"
             " VALUES (1, 1, '1', 'T1w', 'MR', '2026-01-01')",
-            "INSERT INTO resources (id, label, scan_id, created_at) VALUES (1, 'DICOM', 1, '2026-01-01')",
-            "INSERT INTO resource_files (id, resource_id, path, digest, size, content_type, created_at)"
+            "INSERT INTO resources (id, label, scan_id, created_at)"
+            " VALUES (1, 'DICOM', 1, '2026-01-01')",
+            "INSERT INTO resource_files"
+            " (id, resource_id, path, digest, size, content_type, created_at)"
             " VALUES (1, 1, 'a.dcm', '" + "a" * 64 + "', 1, 'application/dicom', '2026-01-01')",
             "INSERT INTO users (id, username, email, display_name, is_admin, status, created_at)"
             " VALUES (1, 'mia', 'mia@example.org', '', false, 'active', '2026-01-01')",
