@@ -4,6 +4,7 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from datetime import date, datetime
+from pathlib import PurePath
 from typing import Annotated, Any
 
 import typer
@@ -26,6 +27,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, datetime | date):
         return value.isoformat()
+    if isinstance(value, PurePath):
+        return str(value)
     return value
 
 

@@ -19,6 +19,8 @@ from neurodepot.convert.bids_plan import BidsPlan, PlannedFile
 from neurodepot.depot.blobstore import CHUNK_SIZE, BlobStore
 from neurodepot.errors import Conflict, Invalid
 
+PROGRESS_EVERY = 64  # files between progress reports
+
 
 @dataclass(frozen=True)
 class ExportSummary:
@@ -43,7 +45,7 @@ def _generated(blobs: BlobStore, planned: PlannedFile) -> bytes | None:
     """The content of a file that is not a blob as it is, or None for one that is."""
     if planned.text is not None:
         return planned.text.encode()
-    if planned.is_sidecar:
+    if planned.is_sidecar and planned.additions:
         return sidecar_bytes(blobs, planned)
     return None
 
@@ -63,10 +65,13 @@ def export_folder(
         raise Invalid(f"{parent} does not exist: create it first")
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
     linked = copied = written = total = 0
+    made: set[Path] = set()
     try:
         for index, planned in enumerate(plan.files):
             destination = work / planned.path
-            destination.parent.mkdir(parents=True, exist_ok=True)
+            if destination.parent not in made:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                made.add(destination.parent)
             content = _generated(blobs, planned)
             if content is not None:
                 destination.write_bytes(content)
@@ -81,7 +86,9 @@ def export_folder(
                     shutil.copyfile(source, destination)
                     copied += 1
                 total += planned.size
-            if progress is not None:
+            if progress is not None and (
+                index % PROGRESS_EVERY == 0 or index + 1 == len(plan.files)
+            ):
                 progress(index + 1, len(plan.files))
         if out.exists():
             out.rmdir()

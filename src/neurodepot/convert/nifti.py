@@ -83,11 +83,22 @@ def convert(context: JobContext) -> None:
 def _convert_scan(
     context: JobContext, scan: ScanRow, files: list[FileRow], compress: bool, work: Path
 ) -> dcm2niix.Dcm2niixResult:
-    """Link the scan's DICOM blobs into `work/dicom` and run dcm2niix into `work/nifti`."""
+    """Link the scan's DICOM blobs into `work/dicom` and run dcm2niix into `work/nifti`.
+
+    Hard links where the work folder shares the blobs' file system (the depot's own `work/`),
+    which cost a fraction of symbolic links to make and remove; symbolic links otherwise.
+    dcm2niix only reads them.
+    """
     source, output = work / "dicom", work / "nifti"
     source.mkdir(parents=True)
+    link = os.link
     for number, file in enumerate(files):
-        os.symlink(context.depot.blobs.path(file.digest), source / f"{number:06d}.dcm")
+        blob, name = context.depot.blobs.path(file.digest), source / f"{number:06d}.dcm"
+        try:
+            link(blob, name)
+        except OSError:
+            link = os.symlink
+            link(blob, name)
     context.check_cancelled()
     return dcm2niix.convert_folder(source, output, scan.target.scan or "scan", compress)
 
