@@ -67,6 +67,11 @@ class TestStoring:
         assert b"".join(store.read_chunks(ref.digest, chunk_size=3)) == b"hello world"
         assert store.temporary_files() == []
 
+    def test_a_stored_blob_is_read_only(self, store: BlobStore) -> None:
+        ref = store.put_stream([b"shared by every file that names it"])
+
+        assert store.path(ref.digest).stat().st_mode & 0o777 == 0o444
+
     def test_identical_content_is_stored_once(self, store: BlobStore) -> None:
         first = store.put_stream([b"same"])
         second = store.put_stream([b"sa", b"me"])

@@ -30,6 +30,7 @@ CHUNK_SIZE = 1024 * 1024
 # read): SHA-256 would otherwise add its whole time to every large put.
 OVERLAP_HASH_FROM = 256 * 1024
 DIGEST_PATTERN = re.compile(r"[0-9a-f]{64}")
+BLOB_MODE = 0o444
 
 
 @dataclass(frozen=True)
@@ -305,6 +306,9 @@ class BlobStore:
         except FileNotFoundError:
             pass
         changed = [final.parent]
+        # Read-only: a blob is shared by every file that names it and by hard-linked exports,
+        # so nothing may write into it in place.
+        os.chmod(tmp_path, BLOB_MODE)
         try:
             os.replace(tmp_path, final)
         except FileNotFoundError:
