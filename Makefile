@@ -30,3 +30,4 @@ bench: install
 	$(BIN)/python bench/blobstore.py
 	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/convert.py
