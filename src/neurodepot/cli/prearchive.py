@@ -1,7 +1,7 @@
 """`neurodepot prearchive list|show|archive|move|delete`, `neurodepot import`, archive mode."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn
@@ -17,9 +17,19 @@ from neurodepot.cli.output import (
     show,
 )
 from neurodepot.cli.state import state
-from neurodepot.ingest import prearchive as records
-from neurodepot.ingest.bulk import ImportSummary, import_dicom
-from neurodepot.ingest.receive import Override
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from neurodepot.ingest.bulk import ImportSummary
+
+
+def _records() -> "ModuleType":
+    """The prearchive, imported when a command runs: it loads pydicom, which is slow to load."""
+    from neurodepot.ingest import prearchive
+
+    return prearchive
+
 
 app = typer.Typer(
     help="Studies received but not yet archived: review, assign, archive, delete.",
@@ -43,7 +53,7 @@ def list_(
 ) -> None:
     """List prearchive studies."""
     with state(ctx).open() as depot, depot.reading() as db:
-        studies = records.list_studies(db, state_, project, unassigned)
+        studies = _records().list_studies(db, state_, project, unassigned)
     show(
         as_json,
         studies,
@@ -69,7 +79,7 @@ def list_(
 def show_(ctx: typer.Context, study: StudyArg, as_json: JsonFlag = False) -> None:
     """Show one study: destination, state and reason, series, conflicts."""
     with state(ctx).open() as depot, depot.reading() as db:
-        detail = records.show_study(db, study)
+        detail = _records().show_study(db, study)
     if as_json:
         print_json(detail)
         return
@@ -108,7 +118,7 @@ def archive_(ctx: typer.Context, study: StudyArg, as_json: JsonFlag = False) -> 
     from neurodepot.jobs.registry import load_registry
 
     with state(ctx).open() as depot:
-        outcome = records.archive(depot, study, load_registry(), "operator")
+        outcome = _records().archive(depot, study, load_registry(), "operator")
     done(
         as_json,
         outcome,
@@ -129,7 +139,7 @@ def move(
 ) -> None:
     """Assign a study to a project (and subject/session labels); it becomes ready."""
     with state(ctx).open() as depot, depot.transaction() as db:
-        entry = records.move_study(db, study, project, subject, session)
+        entry = _records().move_study(db, study, project, subject, session)
     done(
         as_json,
         entry,
@@ -148,7 +158,7 @@ def delete(
     if not yes and not typer.confirm(f"Delete prearchive study {study} and its instances?"):
         raise typer.Exit(1)
     with state(ctx).open() as depot:
-        entry = records.delete_study(depot, study)
+        entry = _records().delete_study(depot, study)
     done(as_json, entry, f"Deleted prearchive study {study} ({entry.instance_count} instance(s))")
 
 
@@ -168,7 +178,7 @@ def archive_mode(
         raise Invalid(f"archive mode must be auto or review, not {mode!r}")
     with state(ctx).open() as depot, depot.transaction() as db:
         if mode is not None:
-            records.set_archive_mode(db, project, mode == "auto")
+            _records().set_archive_mode(db, project, mode == "auto")
         automatic = find_project(db, project).auto_archive
     current = "auto" if automatic else "review"
     done(as_json, {"project": project, "mode": current}, f"{project}: archive mode {current}")
@@ -188,6 +198,8 @@ def import_(
     as_json: JsonFlag = False,
 ) -> None:
     """Import DICOM files into a project, through the prearchive."""
+    from neurodepot.ingest.bulk import import_dicom
+    from neurodepot.ingest.receive import Override
     from neurodepot.jobs.registry import load_registry
 
     with (
@@ -219,7 +231,7 @@ def import_(
         raise typer.Exit(1)
 
 
-def _print_summary(summary: ImportSummary) -> None:
+def _print_summary(summary: "ImportSummary") -> None:
     console.print(
         f"{summary.files} file(s), {human_size(summary.bytes)}: {summary.imported} imported, "
         f"{summary.duplicates} duplicate(s), {summary.conflicts} conflict(s), "

@@ -14,7 +14,6 @@ from neurodepot.cli.state import state
 from neurodepot.config import CONFIG_FILE
 from neurodepot.depot.folder import Depot, init_depot, open_depot
 from neurodepot.errors import Invalid
-from neurodepot.example.populate import populate
 
 HostOpt = Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")]
 PortOpt = Annotated[int | None, typer.Option(help="Port to listen on (default 8080).")]
@@ -119,6 +118,8 @@ def demo(
     root: Path = state(ctx).depot_root()
     depot = open_depot(root) if (root / CONFIG_FILE).exists() else init_depot(root)
     with depot:
+        from neurodepot.example.populate import populate  # loads pydicom: only when needed
+
         summary = populate(depot)
         console.print(
             f"Depot {depot.settings.root}: example project {summary.project} "
