@@ -5,10 +5,14 @@ settings at import time.
 """
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from email.utils import parseaddr
+from ipaddress import ip_address
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from neurodepot.errors import Invalid, NotADepot
 
@@ -19,6 +23,11 @@ DEFAULT_PORT = 8080
 DEFAULT_DICOM_PORT = 11112
 DEFAULT_AE_TITLE = "NEURODEPOT"
 DEFAULT_QUIET_SECONDS = 60.0
+DEFAULT_PUBLIC_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+DEFAULT_SMTP_PORT = 25
+DEFAULT_MAIL_FROM = "neurodepot@localhost"
+# An address as mail servers accept it in MAIL FROM: ASCII, no spaces or brackets.
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,253}")
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,14 @@ class Settings:
     prearchive_quiet_s: float = DEFAULT_QUIET_SECONDS
     # `[[dicom.routes]]` as written; `neurodepot.ingest.routing` checks and compiles them.
     dicom_routes: tuple[Mapping[str, object], ...] = ()
+    # Where people reach the server, for links in mails (no trailing slash).
+    public_url: str = DEFAULT_PUBLIC_URL
+    smtp_host: str = DEFAULT_HOST
+    smtp_port: int = DEFAULT_SMTP_PORT
+    smtp_starttls: bool = False
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    mail_from: str = DEFAULT_MAIL_FROM
 
     @property
     def blob_root(self) -> Path:
@@ -91,12 +108,26 @@ def load_settings(root: Path, env: Mapping[str, str] | None = None) -> Settings:
     jobs = _table(data, "jobs", path)
     dicom = _table(data, "dicom", path)
     prearchive = _table(data, "prearchive", path)
+    mail = _table(data, "mail", path)
     routes = dicom.get("routes", [])
     if not isinstance(routes, list) or not all(isinstance(r, dict) for r in routes):
         raise Invalid(f"{path}: dicom.routes must be an array of tables ([[dicom.routes]])")
     database_url = (
         env.get("NEURODEPOT_DATABASE_URL") or depot.get("database_url") or sqlite_url(root)
     )
+    smtp_host = _host(env.get("NEURODEPOT_SMTP_HOST") or mail.get("smtp_host", DEFAULT_HOST))
+    smtp_starttls = _bool(
+        env.get("NEURODEPOT_SMTP_STARTTLS", mail.get("smtp_starttls", False)),
+        "NEURODEPOT_SMTP_STARTTLS (smtp_starttls)",
+    )
+    smtp_user = _optional_line(
+        env.get("NEURODEPOT_SMTP_USER") or mail.get("smtp_user"), "smtp_user"
+    )
+    if smtp_user is not None and not smtp_starttls and not _is_loopback(smtp_host):
+        raise Invalid(
+            "setting smtp_user is set but smtp_starttls is off: the password would cross the "
+            f"network to {smtp_host} in clear; set smtp_starttls = true (NEURODEPOT_SMTP_STARTTLS)"
+        )
     return Settings(
         root=root,
         database_url=str(database_url),
@@ -131,6 +162,22 @@ def load_settings(root: Path, env: Mapping[str, str] | None = None) -> Settings:
             "prearchive quiet seconds",
         ),
         dicom_routes=tuple(routes),
+        public_url=_public_url(
+            env.get("NEURODEPOT_PUBLIC_URL") or server.get("public_url", DEFAULT_PUBLIC_URL)
+        ),
+        smtp_host=smtp_host,
+        smtp_port=_port(
+            env.get("NEURODEPOT_SMTP_PORT") or mail.get("smtp_port", DEFAULT_SMTP_PORT),
+            "smtp_port (NEURODEPOT_SMTP_PORT)",
+        ),
+        smtp_starttls=smtp_starttls,
+        smtp_user=smtp_user,
+        smtp_password=_optional_line(
+            env.get("NEURODEPOT_SMTP_PASSWORD") or mail.get("smtp_password"), "smtp_password"
+        ),
+        mail_from=_mail_from(
+            env.get("NEURODEPOT_MAIL_FROM") or mail.get("mail_from", DEFAULT_MAIL_FROM)
+        ),
     )
 
 
@@ -151,6 +198,8 @@ def render_config(database_url: str | None = None) -> str:
         "[server]\n"
         f'host = "{DEFAULT_HOST}"\n'
         f"port = {DEFAULT_PORT}\n"
+        "# The address people open the server at, for links in mails (NEURODEPOT_PUBLIC_URL).\n"
+        '# public_url = "https://depot.example.org"\n'
         "\n"
         "[jobs]\n"
         "# Run pipelines on an existing Dask scheduler (NEURODEPOT_DASK_SCHEDULER); by default\n"
@@ -182,6 +231,16 @@ def render_config(database_url: str | None = None) -> str:
         "# A study is ready once no instance has arrived for this long\n"
         "# (NEURODEPOT_PREARCHIVE_QUIET_SECONDS).\n"
         f"quiet_seconds = {DEFAULT_QUIET_SECONDS:g}\n"
+        "\n"
+        "# Mail for account verification and password resets, sent through this SMTP server\n"
+        "# (NEURODEPOT_SMTP_HOST, _PORT, _STARTTLS, _USER, _PASSWORD, NEURODEPOT_MAIL_FROM).\n"
+        "# Keep the password in NEURODEPOT_SMTP_PASSWORD rather than in this file.\n"
+        "# [mail]\n"
+        f'# smtp_host = "{DEFAULT_HOST}"\n'
+        f"# smtp_port = {DEFAULT_SMTP_PORT}\n"
+        "# smtp_starttls = false\n"
+        '# smtp_user = "neurodepot"\n'
+        f'# mail_from = "{DEFAULT_MAIL_FROM}"\n'
     )
 
 
@@ -197,6 +256,77 @@ def _int(value: object, name: str) -> int:
         return int(str(value))
     except ValueError:
         raise Invalid(f"setting {name} must be a whole number, not {value!r}") from None
+
+
+def _port(value: object, name: str) -> int:
+    number = _int(value, name)
+    if not 0 < number < 65536:
+        raise Invalid(f"setting {name} must be a TCP port from 1 to 65535, not {value!r}")
+    return number
+
+
+def _optional_line(value: object, name: str) -> str | None:
+    if value in (None, ""):
+        return None
+    text = str(value)
+    if any(c in text for c in "\r\n\x00"):
+        raise Invalid(f"setting {name} must be one line")
+    return text
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host(value: object) -> str:
+    text = str(value).strip()
+    if not text or not text.isprintable() or any(c.isspace() for c in text):
+        raise Invalid(
+            "setting smtp_host (NEURODEPOT_SMTP_HOST) must be a host name or address, "
+            f"not {value!r}"
+        )
+    return text
+
+
+def _public_url(value: object) -> str:
+    """An http(s) URL naming a host, without query, fragment or trailing slash."""
+    text = str(value).strip()
+    try:
+        parts = urlsplit(text)
+        well_formed = (
+            text.isprintable()
+            and " " not in text
+            and parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and not parts.query
+            and not parts.fragment
+            and parts.port != 0
+        )
+    except ValueError:  # a bad port or IPv6 address
+        well_formed = False
+    if not well_formed:
+        raise Invalid(
+            "setting public_url (NEURODEPOT_PUBLIC_URL) must be the http:// or https:// address "
+            f"people open the server at, such as https://depot.example.org, not {value!r}"
+        )
+    return text.rstrip("/")
+
+
+def _mail_from(value: object) -> str:
+    """`address` or `Name <address>`, on one line."""
+    text = str(value).strip()
+    _name, address = parseaddr(text)
+    if any(c in text for c in "\r\n\x00") or not _PLAIN_ADDRESS.fullmatch(address):
+        raise Invalid(
+            "setting mail_from (NEURODEPOT_MAIL_FROM) must be an address such as "
+            f"neurodepot@example.org or 'Neurodepot <neurodepot@example.org>', not {value!r}"
+        )
+    return text
 
 
 def _optional_int(value: object) -> int | None:

@@ -25,6 +25,14 @@ class Invalid(NeurodepotError):
     """The input is malformed: a bad label, a path outside a resource, a bad setting."""
 
 
+class InvalidToken(Invalid):
+    """A signed link or token that is malformed, forged, meant for something else, or used up."""
+
+
+class ExpiredToken(InvalidToken):
+    """A signed link or token that was genuine but is past its expiry."""
+
+
 class Denied(NeurodepotError):
     """The caller may not do this."""
 

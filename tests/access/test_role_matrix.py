@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from neurodepot.access import accounts, tokens
-from neurodepot.api.app import PUBLIC_PATHS
+from neurodepot.api.app import ACCOUNT_PATHS, PUBLIC_PATHS
 from neurodepot.depot.folder import Depot
 from tests.test_access_matrix import EXISTING, calls, dependency_calls, every_route
 
@@ -62,7 +62,7 @@ def expected(caller: str, action: str, template: str, method: str) -> bool:
 
 
 def action_of(app: FastAPI, template: str, method: str) -> str:
-    if template in PUBLIC_PATHS:
+    if template in PUBLIC_PATHS | ACCOUNT_PATHS:  # for everyone, signed in or not
         return "public"
     for route in every_route(app):
         if route.path == template and method in (route.methods or ()):

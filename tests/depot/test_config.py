@@ -259,3 +259,88 @@ def test_environment_is_read_only_when_loading(
     monkeypatch.setenv("NEURODEPOT_PORT", "7002")
     assert settings.port == 7001
     assert load_settings(root).port == 7002
+
+
+class TestMailSettings:
+    def test_defaults_send_through_a_relay_on_this_machine(self, tmp_path: Path) -> None:
+        settings = load_settings(depot_folder(tmp_path, render_config()), env={})
+        assert (settings.smtp_host, settings.smtp_port, settings.smtp_starttls) == (
+            "127.0.0.1", 25, False,
+        )  # fmt: skip
+        assert (settings.smtp_user, settings.smtp_password) == (None, None)
+        assert settings.mail_from == "neurodepot@localhost"
+        assert settings.public_url == "http://127.0.0.1:8080"
+
+    def test_the_written_mail_table_works_once_uncommented(self, tmp_path: Path) -> None:
+        text = render_config()
+        start = text.index("# [mail]")
+        table = "\n".join(line.removeprefix("# ") for line in text[start:].splitlines())
+        parsed = tomllib.loads(table)["mail"]
+        assert parsed == {
+            "smtp_host": "127.0.0.1", "smtp_port": 25, "smtp_starttls": False,
+            "smtp_user": "neurodepot", "mail_from": "neurodepot@localhost",
+        }  # fmt: skip
+        settings = load_settings(depot_folder(tmp_path, table), env={})
+        assert settings.smtp_user == "neurodepot"
+
+    def test_the_file_and_the_environment_set_them(self, tmp_path: Path) -> None:
+        root = depot_folder(
+            tmp_path,
+            '[server]\npublic_url = "https://depot.example.org/"\n'
+            '[mail]\nsmtp_host = "mail.example.org"\nsmtp_port = 587\nsmtp_starttls = true\n'
+            'smtp_user = "depot"\nmail_from = "Neurodepot <depot@example.org>"\n',
+        )
+        settings = load_settings(root, env={"NEURODEPOT_SMTP_PASSWORD": "s3cret"})
+        assert (settings.smtp_host, settings.smtp_port, settings.smtp_starttls) == (
+            "mail.example.org", 587, True,
+        )  # fmt: skip
+        assert (settings.smtp_user, settings.smtp_password) == ("depot", "s3cret")
+        assert settings.mail_from == "Neurodepot <depot@example.org>"
+        assert settings.public_url == "https://depot.example.org"
+        assert "s3cret" not in repr(settings)
+        env = {
+            "NEURODEPOT_SMTP_HOST": "relay.example.org",
+            "NEURODEPOT_SMTP_PORT": "2525",
+            "NEURODEPOT_SMTP_STARTTLS": "yes",
+            "NEURODEPOT_SMTP_USER": "other",
+            "NEURODEPOT_MAIL_FROM": "archive@example.org",
+            "NEURODEPOT_PUBLIC_URL": "https://archive.example.org:8443/depot",
+        }
+        changed = load_settings(root, env=env)
+        assert (changed.smtp_host, changed.smtp_port, changed.smtp_user) == (
+            "relay.example.org", 2525, "other",
+        )  # fmt: skip
+        assert changed.mail_from == "archive@example.org"
+        assert changed.public_url == "https://archive.example.org:8443/depot"
+
+    @pytest.mark.parametrize(
+        ("variable", "value", "named"),
+        [
+            ("NEURODEPOT_SMTP_PORT", "smtp", "smtp_port"),
+            ("NEURODEPOT_SMTP_PORT", "70000", "smtp_port"),
+            ("NEURODEPOT_SMTP_HOST", "mail example", "smtp_host"),
+            ("NEURODEPOT_SMTP_STARTTLS", "maybe", "NEURODEPOT_SMTP_STARTTLS"),
+            ("NEURODEPOT_SMTP_PASSWORD", "a\nb", "smtp_password"),
+            ("NEURODEPOT_MAIL_FROM", "not an address", "mail_from"),
+            ("NEURODEPOT_MAIL_FROM", "a@example.org\r\nBcc: eve@example.net", "mail_from"),
+            ("NEURODEPOT_PUBLIC_URL", "depot.example.org", "public_url"),
+            ("NEURODEPOT_PUBLIC_URL", "ftp://depot.example.org", "public_url"),
+            ("NEURODEPOT_PUBLIC_URL", "https://depot.example.org/?a=1", "public_url"),
+            ("NEURODEPOT_PUBLIC_URL", "https://depot.example.org:99999", "public_url"),
+            ("NEURODEPOT_PUBLIC_URL", "https://depot.example.org/a b", "public_url"),
+        ],
+    )
+    def test_a_malformed_value_is_invalid_naming_the_setting(
+        self, tmp_path: Path, variable: str, value: str, named: str
+    ) -> None:
+        root = depot_folder(tmp_path, render_config())
+        with pytest.raises(Invalid, match=named):
+            load_settings(root, env={variable: value})
+
+    def test_a_password_is_not_sent_in_clear_to_another_machine(self, tmp_path: Path) -> None:
+        root = depot_folder(tmp_path, render_config())
+        env = {"NEURODEPOT_SMTP_HOST": "mail.example.org", "NEURODEPOT_SMTP_USER": "depot"}
+        with pytest.raises(Invalid, match="smtp_starttls"):
+            load_settings(root, env=env)
+        assert load_settings(root, env={**env, "NEURODEPOT_SMTP_STARTTLS": "1"}).smtp_user
+        assert load_settings(root, env={"NEURODEPOT_SMTP_USER": "depot"}).smtp_user  # loopback

@@ -16,6 +16,7 @@ from neurodepot.errors import (
     Conflict,
     Denied,
     Invalid,
+    InvalidToken,
     NeurodepotError,
     NotFound,
     SignInFailed,
@@ -23,7 +24,10 @@ from neurodepot.errors import (
     Unavailable,
 )
 
+# The first kind the error is an instance of gives the status, so subclasses come first. A
+# signed link that does not check out is a 400: the request was well-formed, the link is not.
 STATUS = {
+    InvalidToken: 400,
     SignInFailed: 401,
     Throttled: 429,
     NotFound: 404,
