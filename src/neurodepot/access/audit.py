@@ -45,6 +45,11 @@ ACTIONS = (
     "role_changed",
     "access_changed",
     "account_changed",
+    "registration_refused",
+    "verification_requested",
+    "password_reset_requested",
+    "password_reset",
+    "mail_failed",
 )
 
 GENESIS_HASH = "0" * 64
