@@ -19,7 +19,17 @@ from neurodepot.depot.folder import Depot, init_depot
 POSTGRES_URL = os.environ.get(
     "NEURODEPOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
+def _find_testdata() -> Path:
+    """`NEURODEPOT_TESTDATA`, else `../shared/testdata` from the project's root, else the
+    workplace's `/work/shared/testdata` (a clone made elsewhere still finds it)."""
+    if os.environ.get("NEURODEPOT_TESTDATA"):
+        return Path(os.environ["NEURODEPOT_TESTDATA"])
+    beside = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
+    workplace = Path("/work/shared/testdata")
+    return beside if beside.is_dir() or not workplace.is_dir() else workplace
+
+
+TESTDATA = _find_testdata()
 
 
 def _libpq(url: str) -> str:

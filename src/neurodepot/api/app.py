@@ -5,6 +5,7 @@ from fastapi import FastAPI
 from neurodepot import __version__
 from neurodepot.api import exception_handlers
 from neurodepot.api.guard import ACCOUNT_PATHS
+from neurodepot.api.hardening import HardenedApp
 from neurodepot.api.request_log import log_request
 from neurodepot.api.schemas import Health
 from neurodepot.api.v1 import router as v1_router
@@ -21,7 +22,7 @@ PUBLIC_PATHS = frozenset(
 
 def create_app(depot: Depot) -> FastAPI:
     """An app serving `depot`; the caller opens and closes the depot."""
-    app = FastAPI(
+    app = HardenedApp(  # security headers and request limits around everything
         title="neurodepot",
         version=__version__,
         docs_url="/api/docs",

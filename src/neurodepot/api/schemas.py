@@ -4,8 +4,14 @@ Responses are the catalog's frozen records (`neurodepot.catalog.records`), never
 """
 
 from datetime import date
+from typing import Annotated
 
+from fastapi import Path
 from pydantic import BaseModel, Field
+
+# A database row id in a path: a number the database can hold (PostgreSQL's 32-bit integer),
+# so that a larger one is a 422 and not a failure of the query.
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1, description="A row id (1 to 2^31-1).")]
 
 
 class ProjectIn(BaseModel):

@@ -6,6 +6,7 @@ content. Re-sending identical content under the same path changes nothing.
 """
 
 import mimetypes
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from neurodepot.depot.upsert import insert_ignoring_duplicates
 from neurodepot.errors import Conflict, Invalid, NotFound
 
 RECORD_ATTEMPTS = 3
+# `type/subtype` with optional parameters (RFC 9110, section 8.3.1), one line.
+MEDIA_TYPE = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]*/[A-Za-z0-9][\w!#$&^.+-]*(\s*;[^\r\n]*)?")
 
 _OWNER_COLUMN = {
     Level.PROJECT: Resource.project_id,
@@ -210,7 +213,11 @@ def record_file(
     query = select(ResourceFile).where(
         ResourceFile.resource_id == resource.id, ResourceFile.path == path
     )
-    kind = content_type or mimetypes.guess_type(path)[0] or "application/octet-stream"
+    if content_type is not None and not MEDIA_TYPE.fullmatch(content_type.strip()):
+        content_type = None  # not a media type: named from the file instead, never served back
+    kind = (
+        (content_type or "").strip() or mimetypes.guess_type(path)[0] or "application/octet-stream"
+    )
     row = db.scalar(query)
     if row is None:
         values = {"resource_id": resource.id, "path": path, "digest": ref.digest}

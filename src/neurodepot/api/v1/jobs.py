@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from neurodepot.access.policy import Action
 from neurodepot.api.guard import CanCreate, CanRead, CanUpdate, DepotDep, ensure_on_target
+from neurodepot.api.schemas import RowId
 from neurodepot.catalog.target import Target
 from neurodepot.jobs import records
 from neurodepot.jobs.records import JobInfo
@@ -74,12 +75,12 @@ def create_job(body: JobIn, request: Request, depot: DepotDep) -> JobInfo:
 
 
 @router.get("/jobs/{job_id}", dependencies=[CanRead])
-def get_job(job_id: int, depot: DepotDep) -> JobInfo:
+def get_job(job_id: RowId, depot: DepotDep) -> JobInfo:
     with depot.reading() as db:
         return records.get_job(db, job_id)
 
 
 @router.post("/jobs/{job_id}/cancel", dependencies=[CanUpdate])
-def cancel_job(job_id: int, depot: DepotDep) -> JobInfo:
+def cancel_job(job_id: RowId, depot: DepotDep) -> JobInfo:
     with depot.transaction() as db:
         return records.cancel_job(db, job_id)

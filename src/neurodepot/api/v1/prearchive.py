@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from neurodepot.api.guard import CanAdminister, CanCreate, DepotDep
+from neurodepot.api.schemas import RowId
 from neurodepot.depot.blobstore import CHUNK_SIZE
 from neurodepot.ingest import prearchive as records
 from neurodepot.ingest.archive import ArchiveOutcome
@@ -37,25 +38,25 @@ def list_prearchive(
 
 
 @router.get("/prearchive/{study_id}", dependencies=[CanAdminister])
-def show_prearchive_study(depot: DepotDep, study_id: int) -> StudyDetail:
+def show_prearchive_study(depot: DepotDep, study_id: RowId) -> StudyDetail:
     with depot.reading() as db:
         return records.show_study(db, study_id)
 
 
 @router.post("/prearchive/{study_id}/archive", dependencies=[CanAdminister])
-def archive_prearchive_study(depot: DepotDep, request: Request, study_id: int) -> ArchiveOutcome:
+def archive_prearchive_study(depot: DepotDep, request: Request, study_id: RowId) -> ArchiveOutcome:
     principal = request.state.principal
     return records.archive(depot, study_id, request.app.state.registry, principal.name)
 
 
 @router.post("/prearchive/{study_id}/move", dependencies=[CanAdminister])
-def move_prearchive_study(depot: DepotDep, study_id: int, body: MoveIn) -> StudyEntry:
+def move_prearchive_study(depot: DepotDep, study_id: RowId, body: MoveIn) -> StudyEntry:
     with depot.transaction() as db:
         return records.move_study(db, study_id, body.project, body.subject, body.session)
 
 
 @router.delete("/prearchive/{study_id}", dependencies=[CanAdminister])
-def delete_prearchive_study(depot: DepotDep, study_id: int) -> StudyEntry:
+def delete_prearchive_study(depot: DepotDep, study_id: RowId) -> StudyEntry:
     return records.delete_study(depot, study_id)
 
 
