@@ -19,6 +19,8 @@ from neurodepot.depot.folder import Depot, init_depot
 POSTGRES_URL = os.environ.get(
     "NEURODEPOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+
+
 def _find_testdata() -> Path:
     """`NEURODEPOT_TESTDATA`, else `../shared/testdata` from the project's root, else the
     workplace's `/work/shared/testdata` (a clone made elsewhere still finds it)."""
