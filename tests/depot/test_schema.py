@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 import neurodepot.access.models
 import neurodepot.catalog.models
 import neurodepot.convert.models
+import neurodepot.deid.models
 import neurodepot.ingest.models
 import neurodepot.jobs.models
 from neurodepot.catalog.hierarchy import create_project, create_scan, create_session, create_subject
@@ -32,11 +33,12 @@ from neurodepot.errors import MigrationRequired, Unavailable
 MODELS = (
     neurodepot.access.models,
     neurodepot.convert.models,
+    neurodepot.deid.models,
     neurodepot.catalog.models,
     neurodepot.ingest.models,
     neurodepot.jobs.models,
 )
-ALL_REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
+ALL_REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]
 
 
 def tables(engine: Engine) -> set[str]:

@@ -20,6 +20,9 @@ from neurodepot.depot.blobstore import CHUNK_SIZE, BlobStore
 from neurodepot.errors import Conflict, Invalid
 
 PROGRESS_EVERY = 64  # files between progress reports
+# Small text files (sidecars, tables) that a de-identified export rewrites as it writes them.
+TEXT_EXTENSIONS = (".json", ".tsv")
+Rewrite = Callable[[PlannedFile, bytes], bytes]
 
 
 @dataclass(frozen=True)
@@ -50,12 +53,25 @@ def _generated(blobs: BlobStore, planned: PlannedFile) -> bytes | None:
     return None
 
 
+def _content(blobs: BlobStore, planned: PlannedFile, rewrite: Rewrite | None) -> bytes | None:
+    """What to write for a file that is not a blob as it is; `rewrite` sees every text file."""
+    content = _generated(blobs, planned)
+    if rewrite is None or not planned.path.endswith(TEXT_EXTENSIONS):
+        return content
+    if content is None:
+        assert planned.digest is not None
+        with blobs.open(planned.digest) as handle:
+            content = handle.read()
+    return rewrite(planned, content)
+
+
 def export_folder(
     plan: BidsPlan,
     blobs: BlobStore,
     out: Path,
     link: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    rewrite: Rewrite | None = None,
 ) -> ExportSummary:
     """Write the dataset to `out`, which must not exist (or be an empty folder)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -72,7 +88,7 @@ def export_folder(
             if destination.parent not in made:
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 made.add(destination.parent)
-            content = _generated(blobs, planned)
+            content = _content(blobs, planned, rewrite)
             if content is not None:
                 destination.write_bytes(content)
                 written += 1
@@ -132,7 +148,9 @@ class _Pipe:
         return data
 
 
-def stream_zip(plan: BidsPlan, blobs: BlobStore, root: str) -> Iterator[bytes]:
+def stream_zip(
+    plan: BidsPlan, blobs: BlobStore, root: str, rewrite: Rewrite | None = None
+) -> Iterator[bytes]:
     """The dataset as a zip (entries under `root/`), in chunks of about a megabyte.
 
     Entries are stored, not deflated: NIfTI is already gzip-compressed, and storing keeps
@@ -142,7 +160,7 @@ def stream_zip(plan: BidsPlan, blobs: BlobStore, root: str) -> Iterator[bytes]:
     with zipfile.ZipFile(pipe, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:  # type: ignore[arg-type]
         for planned in plan.files:
             name = f"{root}/{planned.path}"
-            content = _generated(blobs, planned)
+            content = _content(blobs, planned, rewrite)
             if content is not None:
                 archive.writestr(name, content)
             else:

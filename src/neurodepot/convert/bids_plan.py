@@ -8,7 +8,7 @@ file names a blob, a sidecar names its blob plus what to add, and small generate
 """
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -96,10 +96,31 @@ class _Image:
     match: BidsMatch | None = None
 
 
+# Gives a subject (session None) or a session its label in the dataset: a de-identified
+# dataset names them by pseudonym.
+Relabel = Callable[[str, str | None], str]
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """Internal subject and session labels → the dataset's labels."""
+
+    subjects: dict[str, str]
+    sessions: dict[tuple[str, str], str]
+
+    def of(self, target: Target) -> tuple[str, str]:
+        subject, session = target.subject or "", target.session or ""
+        return self.subjects[subject], self.sessions[(subject, session)]
+
+
 def plan_project(
-    db: Session, blobs: BlobStore, project: str, subjects: Iterable[str] = ()
+    db: Session,
+    blobs: BlobStore,
+    project: str,
+    subjects: Iterable[str] = (),
+    relabel: Relabel | None = None,
 ) -> BidsPlan:
-    """The BIDS view of `project` (or of the named subjects only)."""
+    """The BIDS view of `project` (or of the named subjects only), named by `relabel`."""
     owner = find_project(db, project)
     wanted = list(subjects)
     scans: list[ScanRow] = []
@@ -108,7 +129,7 @@ def plan_project(
     rules = project_rules(db, blobs, project)
     nifti = scan_files(db, [s.scan_id for s in scans], NIFTI_RESOURCE)
     conversions = _conversions(db, [s.scan_id for s in scans])
-    labels = _bids_labels(scans)
+    labels = _bids_labels(scans, relabel)
     preview: list[SeriesPreview] = []
     images: list[_Image] = []
     for scan in scans:
@@ -140,7 +161,7 @@ def plan_project(
     files, named = _files(images, labels)
     for image in images:
         preview.append(_image_preview(image, named.get(image.key, ""), labels))
-    subject_labels = tuple(sorted({labels[(i.scan.target.subject or "")] for i in images}))
+    subject_labels = tuple(sorted({labels.of(i.scan.target)[0] for i in images}))
     top = _top_level(owner.name or owner.label, owner.description, subject_labels)
     return BidsPlan(project, tuple(preview), tuple(top + files), subject_labels)
 
@@ -150,23 +171,29 @@ def _conversions(db: Session, scan_ids: list[int]) -> dict[int, ScanConversion]:
     return {row.scan_id: row for row in rows}
 
 
-def _bids_labels(scans: list[ScanRow]) -> dict[str, str]:
+def _bids_labels(scans: list[ScanRow], relabel: Relabel | None = None) -> LabelMap:
     """Internal subject and session labels → BIDS labels; two that would clash are refused."""
-    labels: dict[str, str] = {}
-    seen: dict[tuple[str, str], str] = {}
+    labels = LabelMap({}, {})
+    seen: dict[str, str] = {}
     for scan in scans:
-        for kind, label in (("subject", scan.target.subject), ("session", scan.target.session)):
-            assert label is not None
-            made = bids_label(label)
+        subject, session = scan.target.subject, scan.target.session
+        assert subject is not None and session is not None
+        if subject not in labels.subjects:
+            made = relabel(subject, None) if relabel else bids_label(subject)
             if not made:
-                raise Invalid(f"{kind} {label!r} has no letters or digits for a BIDS label")
-            other = seen.setdefault((kind, made), label)
-            if other != label and kind == "subject":
+                raise Invalid(f"subject {subject!r} has no letters or digits for a BIDS label")
+            other = seen.setdefault(made, subject)
+            if other != subject:
                 raise Invalid(
-                    f"subjects {other!r} and {label!r} would both be sub-{made} in BIDS: "
+                    f"subjects {other!r} and {subject!r} would both be sub-{made} in BIDS: "
                     "rename one of them"
                 )
-            labels.setdefault(label, made)
+            labels.subjects[subject] = made
+        if (subject, session) not in labels.sessions:
+            made = relabel(subject, session) if relabel else bids_label(session)
+            if not made:
+                raise Invalid(f"session {session!r} has no letters or digits for a BIDS label")
+            labels.sessions[(subject, session)] = made
     return labels
 
 
@@ -227,9 +254,7 @@ def _order(image: _Image) -> tuple[float, str]:
     )
 
 
-def _files(
-    images: list[_Image], labels: dict[str, str]
-) -> tuple[list[PlannedFile], dict[str, str]]:
+def _files(images: list[_Image], labels: LabelMap) -> tuple[list[PlannedFile], dict[str, str]]:
     """The session folders' files, and each named image's path in the dataset."""
     named: dict[str, str] = {}
     taken: dict[str, str] = {}
@@ -292,8 +317,8 @@ def _files(
     return files, named
 
 
-def _labels(image: _Image, labels: dict[str, str]) -> tuple[str, str]:
-    return labels[image.scan.target.subject or ""], labels[image.scan.target.session or ""]
+def _labels(image: _Image, labels: LabelMap) -> tuple[str, str]:
+    return labels.of(image.scan.target)
 
 
 def _acq_time(day: date | None, fields: dict[str, Any]) -> str:
@@ -312,7 +337,7 @@ def _acq_time(day: date | None, fields: dict[str, Any]) -> str:
 
 
 def _unconverted(
-    scan: ScanRow, conversion: ScanConversion | None, rules: RuleSet, labels: dict[str, str]
+    scan: ScanRow, conversion: ScanConversion | None, rules: RuleSet, labels: LabelMap
 ) -> SeriesPreview:
     failed = conversion is not None and conversion.status == "failed"
     state = "failed" if failed else "not converted"
@@ -332,7 +357,7 @@ def _unconverted(
     )
 
 
-def _image_preview(image: _Image, path: str, labels: dict[str, str]) -> SeriesPreview:
+def _image_preview(image: _Image, path: str, labels: LabelMap) -> SeriesPreview:
     outcome, rule, _ = _outcome(image.match, image.scan, labels, "")
     return SeriesPreview(
         str(image.scan.target),
@@ -348,7 +373,7 @@ def _image_preview(image: _Image, path: str, labels: dict[str, str]) -> SeriesPr
 
 
 def _outcome(
-    match: BidsMatch | None, scan: ScanRow, labels: dict[str, str], ext: str
+    match: BidsMatch | None, scan: ScanRow, labels: LabelMap, ext: str
 ) -> tuple[str, str, str]:
     if match is None:
         return "unmatched", "", ""
@@ -356,8 +381,7 @@ def _outcome(
         return "skipped", match.rule, ""
     if match.problem:
         return "problem", match.rule, ""
-    subject = labels[scan.target.subject or ""]
-    session = labels[scan.target.session or ""]
+    subject, session = labels.of(scan.target)
     stem = bids_stem(subject, session, match)
     return "named", match.rule, f"sub-{subject}/ses-{session}/{match.datatype}/{stem}{ext}"
 
