@@ -31,3 +31,5 @@ bench: install
 	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/convert.py
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/deid.py

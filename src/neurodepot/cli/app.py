@@ -12,6 +12,7 @@ from neurodepot import __version__
 from neurodepot.cli import (
     audit,
     bids,
+    deid,
     depot_commands,
     hierarchy,
     jobs,
@@ -91,6 +92,10 @@ app.add_typer(bids.app, name="bids")
 app.add_typer(audit.app, name="audit")
 app.add_typer(users.app, name="user")
 project.app.command("access")(users.project_access)
+app.add_typer(deid.app, name="deid")
+app.command()(deid.check)
+app.add_typer(deid.linkage_app, name="linkage")
+app.add_typer(deid.override_app, name="override")
 
 
 def _say(line: str) -> None:

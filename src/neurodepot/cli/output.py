@@ -25,6 +25,8 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((_plain(v) for v in value), key=str)
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, PurePath):

@@ -24,3 +24,13 @@ class CliState:
 def state(ctx: typer.Context) -> CliState:
     found = ctx.find_object(CliState)
     return found if found is not None else CliState()
+
+
+def cli_actor() -> str:
+    """Who the audit log names for a command run here: `cli:` and the system user."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
