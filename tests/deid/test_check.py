@@ -628,7 +628,6 @@ def test_memory_stays_flat_as_files_grow(clean: tuple[Path, CheckContext]) -> No
     finally:
         tracemalloc.stop()
     assert [(e.file, e.kind) for e in result.evidence] == [("notes.txt", "patient name part")]
-    print("PEAK", peak >> 20)
     assert peak < 8 << 20, f"peak {peak >> 20} MiB for 48 MiB of files"
 
 

@@ -8,8 +8,16 @@ location is replaced by its kind before it enters a report.
 
 Identifiers match without case at token boundaries (the characters around them are not letters
 or digits), so the label "01" cannot match "2010"; separators inside an identifier ("Doe^John",
-"sub-01") match any short run of non-alphanumerics. Identifiers shorter than three characters
-would match everywhere, so they are compared only with whole path pieces and whole values.
+"sub-01") match any short run of non-alphanumerics, and a name of two or three parts also matches
+in reverse order. Identifiers shorter than three characters would match everywhere, so they are
+compared only with whole values and whole pieces of paths (split at "_" and ".", a BIDS label's
+value counting whole, except counters such as "run-01"), never with numbers.
+
+DEID-HEADERS follows `deid.profile`'s resolved actions: an `X` or `Z` attribute must be absent
+or empty (a `Z` may hold the subject's pseudonym, as Patient's Name and ID do), `D` and `C`
+values are trusted. UIDs cannot be compared with originals the checker never sees, so it checks
+their syntax, that the method codes do not say Retain UIDs unless that option is selected, and
+(under DEID-DATES) that no remapped UID still embeds an original date, as vendors' UIDs do.
 """
 
 import re
@@ -460,8 +468,10 @@ def _summaries(run: _Run, files: int) -> dict[Criterion, tuple[str, str]]:
         dates_ok = "full dates are kept by the option retain-full-dates; not checked"
     elif run.originals:
         dates_ok = f"none of {len(run.originals)} original date(s) found"
+    elif run.options & RETAIN_DATES:
+        dates_ok = "no original dates were given to compare the shifted dates with"
     else:
-        dates_ok = "no original dates were given; only dates the profile removes were checked"
+        dates_ok = "no date remains (no original dates were given to look for elsewhere)"
     short = len(run.matcher.short)
     linkage = (
         f"{len(ctx.identifiers)} identifier(s) of {len(run.matcher.kinds)} kind(s) looked for in "
@@ -505,8 +515,7 @@ def _summaries(run: _Run, files: int) -> dict[Criterion, tuple[str, str]]:
             if c["subjects"]
             else "no subject folders",
             f"{f.count(Criterion.CONSENT)} of {c['subjects']} subject folder(s) without open "
-            "consent: consent "
-            "records are required (a subject without one has none)",
+            "consent: consent records are required (a subject without one has none)",
         ),
     }
 

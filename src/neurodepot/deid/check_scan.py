@@ -3,8 +3,10 @@
 Each reader turns one format into `Field`s (a value with its location) without loading the
 file whole: DICOM through pydicom with large values deferred and pixel data never read, NIfTI
 through nibabel's header only, EDF/BDF by their fixed-size headers (and the annotation signal,
-record by record), FIF through MNE's `read_info`, text in overlapping chunks. A file that a
-reader cannot parse raises `Unparsable`; the checker decides what that means.
+record by record), FIF through MNE's `read_info`, text in overlapping chunks. Two readers do
+load a whole file: JSON (up to 64 MiB; a larger one is searched as text) and EEGLAB .set
+(scipy's loadmat has no partial read). A file that a reader cannot parse raises `Unparsable`;
+the checker decides what that means.
 """
 
 import gzip
@@ -12,11 +14,13 @@ import json
 import os
 import struct
 import warnings
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import IO
 
 from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
@@ -102,7 +106,7 @@ def walk(root: Path) -> list[Entry]:
     return sorted(entries, key=lambda e: e.rel)
 
 
-def classify(path: Path) -> str:
+def classify(path: Path) -> Kind:
     name = path.name.lower()
     with path.open("rb") as handle:
         head = handle.read(132)
@@ -368,11 +372,11 @@ def chunk_fields(path: Path, overlap: int, compressed: bool = False) -> Iterator
     try:
         with opener(path, "rb") as handle:
             yield from _chunks(handle, overlap, label)
-    except (OSError, EOFError) as exc:
-        raise Unparsable(f"cannot be decompressed: {exc}") from exc
+    except (OSError, EOFError, zlib.error) as exc:
+        raise Unparsable(f"cannot be decompressed: {type(exc).__name__}") from exc
 
 
-def _chunks(handle, overlap: int, label: str) -> Iterator[Field]:  # type: ignore[no-untyped-def]
+def _chunks(handle: IO[bytes], overlap: int, label: str) -> Iterator[Field]:
     half = overlap // 2
     base, data = 0, handle.read(CHUNK + overlap)
     while data:
@@ -404,7 +408,7 @@ EDF_SIGNAL_FIELDS = (
 )  # fmt: skip
 
 
-def _edf_header(handle, size: int) -> tuple[bytes, int, int, dict[str, list[str]]]:  # type: ignore[no-untyped-def]
+def _edf_header(handle: IO[bytes], size: int) -> tuple[bytes, int, int, dict[str, list[str]]]:
     head = handle.read(256)
     try:
         header_bytes, records, signals = (int(head[a:b]) for a, b in ((184, 192), (236, 244),
