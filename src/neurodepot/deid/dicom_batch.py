@@ -238,7 +238,7 @@ def _patient_id(path: Path) -> str:
             warnings.simplefilter("error")
             with path.open("rb") as handle:
                 ds = read_partial(handle, stop_when=lambda tag, vr, length: tag.group > 0x0010)
-            return str(ds[_PATIENT_ID].value) if _PATIENT_ID in ds else ""
+            return str(ds[_PATIENT_ID].value or "").strip(" \x00") if _PATIENT_ID in ds else ""
     except (*_READ_ERRORS, Warning) as error:
         raise Invalid(
             f"its PatientID cannot be read ({error}); is it a complete DICOM file?"
