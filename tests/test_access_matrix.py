@@ -1,7 +1,8 @@
 """Every route of the app, called as an anonymous remote caller and as the local operator.
 
 Routes are enumerated from the app itself, so a route added without the guard fails here:
-the anonymous caller would not get 403, and the route would lack an `authorize_*` dependency.
+the anonymous caller would not get 403, and the route would lack an `authorize_*` dependency;
+nor would its writes by the operator be in the audit log.
 The exceptions are named in the app: `PUBLIC_PATHS` answer everyone 200, and `ACCOUNT_PATHS`
 (sign-in, registration, password reset) are for callers not signed in, so they take no guard
 and answer the anonymous caller with what the request deserves (2xx or 4xx), never 403.
@@ -17,9 +18,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from sqlalchemy import select
 
 import neurodepot.example
+from neurodepot.access import accounts, tokens
+from neurodepot.access.models import AuditEvent
 from neurodepot.api.app import ACCOUNT_PATHS, PUBLIC_PATHS, create_app
+from neurodepot.api.guard import OPERATOR, SAFE_METHODS
 from neurodepot.catalog import hierarchy, resources
 from neurodepot.catalog.target import Target
 from neurodepot.depot.folder import Depot
@@ -36,11 +41,11 @@ EXAMPLE_DICOM = Path(neurodepot.example.__file__).parent / "data" / "siemens_epi
 # learns neither what exists nor what would be valid.
 EXISTING = {
     "project": "P", "subject": "S", "session": "E", "scan": "1", "resource": "R", "job_id": "1",
-    "study_id": "1",
+    "study_id": "1", "username": "someone", "token_id": "1",
 }  # fmt: skip
 MISSING = {
     "project": "Nope", "subject": "Nope", "session": "Nope", "scan": "99", "resource": "X",
-    "job_id": "999", "study_id": "999",
+    "job_id": "999", "study_id": "999", "username": "nobody", "token_id": "999",
 }  # fmt: skip
 MALFORMED = dict.fromkeys(EXISTING, "not.a.label")
 PARAMETER = re.compile(r"{(\w+)(?::\w+)?}")
@@ -61,6 +66,10 @@ class Call:
     def send(self, client: httpx.AsyncClient) -> Awaitable[httpx.Response]:
         if self.method == "POST" and self.template.endswith("/jobs"):
             return client.post(self.url, json={"pipeline": "noop", "target": "P"})
+        if self.method == "POST" and self.template.endswith("/tokens"):
+            return client.post(self.url, json={"name": "new", "scope": "read"})
+        if self.method == "PUT" and self.template.endswith("/role"):
+            return client.put(self.url, json={"role": "steward"})
         if self.method == "POST":
             return client.post(self.url, json={"label": "new"})
         if self.method == "PUT":
@@ -105,8 +114,11 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def app(depot: Depot) -> FastAPI:
-    """The app over a depot holding P/S/E/1, with resource R holding f.txt at every level."""
+    """The app over a depot holding P/S/E/1, with resource R holding f.txt at every level, and
+    the pending account `someone` with API token 1."""
     with depot.transaction() as db:
+        accounts.add_user(db, "test", "someone", "someone@example.org")
+        tokens.create_token(db, "test", "someone", "matrix")
         hierarchy.create_project(db, "P")
         hierarchy.create_subject(db, "P", "S")
         hierarchy.create_session(db, "P", "S", "E")
@@ -183,10 +195,22 @@ async def test_anonymous_caller_is_denied_everything_but_the_public_paths(
     assert wrong == []
 
 
-async def test_operator_is_refused_nothing(app: FastAPI, operator: httpx.AsyncClient):
-    refused = []
+async def test_operator_is_refused_nothing_and_each_write_is_audited(
+    app: FastAPI, depot: Depot, operator: httpx.AsyncClient
+):
+    refused, writes = [], []
     for call in calls(app, EXISTING):
         response = await call.send(operator)
         if response.status_code in {401, 403} or response.status_code >= 500:
             refused.append(f"{call.method} {call.url}: {response.status_code} {response.text}")
+        if call.method not in SAFE_METHODS and call.template not in ACCOUNT_PATHS:
+            writes.append((call.method, call.url))
     assert refused == []
+    with depot.reading() as db:
+        recorded = db.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "write", AuditEvent.actor == OPERATOR)
+            .order_by(AuditEvent.id)
+        )
+        audited = [(event.detail["method"], event.detail["path"]) for event in recorded]
+    assert audited == writes

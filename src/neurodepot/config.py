@@ -58,6 +58,9 @@ class Settings:
     smtp_user: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
     mail_from: str = DEFAULT_MAIL_FROM
+    # A client on loopback without credentials is the local operator (see `api.guard`); a
+    # request with proxy headers never is. Off for a server behind a reverse proxy.
+    loopback_operator: bool = True
 
     @property
     def blob_root(self) -> Path:
@@ -178,6 +181,10 @@ def load_settings(root: Path, env: Mapping[str, str] | None = None) -> Settings:
         mail_from=_mail_from(
             env.get("NEURODEPOT_MAIL_FROM") or mail.get("mail_from", DEFAULT_MAIL_FROM)
         ),
+        loopback_operator=_bool(
+            env.get("NEURODEPOT_LOOPBACK_OPERATOR", server.get("loopback_operator", True)),
+            "NEURODEPOT_LOOPBACK_OPERATOR (loopback_operator)",
+        ),
     )
 
 
@@ -200,6 +207,10 @@ def render_config(database_url: str | None = None) -> str:
         f"port = {DEFAULT_PORT}\n"
         "# The address people open the server at, for links in mails (NEURODEPOT_PUBLIC_URL).\n"
         '# public_url = "https://depot.example.org"\n'
+        "# A client on this machine without credentials is the local operator, allowed\n"
+        "# everything, unless its request carries proxy headers (Forwarded, X-Forwarded-For,\n"
+        "# X-Real-IP, Via). Behind a reverse proxy, turn it off (NEURODEPOT_LOOPBACK_OPERATOR).\n"
+        "# loopback_operator = true\n"
         "\n"
         "[jobs]\n"
         "# Run pipelines on an existing Dask scheduler (NEURODEPOT_DASK_SCHEDULER); by default\n"

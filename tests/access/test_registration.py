@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from neurodepot.access import accounts, registration, sessions
+from neurodepot.access import accounts, registration, sessions, tokens
 from neurodepot.access.models import AuditEvent, User
 from neurodepot.access.passwords import verify_password
 from neurodepot.access.signed import SECRET_FILE, secret_key, sign
@@ -409,6 +409,29 @@ class TestPasswordReset:
         assert again.status_code == 400
         assert "already been used" in again.json()["message"]
         assert verify_password(stored(active, "ann").password_hash, NEW_PASSWORD)
+
+    async def test_a_reset_revokes_the_accounts_api_tokens(
+        self, active: Depot, client: httpx.AsyncClient, smtp: MailServer
+    ) -> None:
+        with active.transaction() as db:
+            tokens.create_token(db, "test", "ann", "laptop", "write")
+            _, secret = tokens.create_token(db, "test", "ann", "script", "read")
+            accounts.add_user(db, "test", "bob", "bob@example.org")
+            accounts.set_status(db, "test", "bob", "active")
+            _, others = tokens.create_token(db, "test", "bob", "other", "read")
+        await client.post("/api/v1/password-reset", json={"email": "ann.lee@example.org"})
+        token = smtp.received[0].link("/reset-password")
+        done = await client.post(
+            "/api/v1/password-reset/confirm", json={"token": token, "password": NEW_PASSWORD}
+        )
+        assert done.status_code == 200 and "tokens are revoked" in done.json()["message"]
+        with active.transaction() as db:
+            assert tokens.authenticate(db, secret, "192.0.2.1") is None
+            assert all(t.revoked_at is not None for t in tokens.list_tokens(db, "ann"))
+            assert tokens.authenticate(db, others, "192.0.2.1") is not None  # only ann's
+            reset = db.scalar(select(AuditEvent).where(AuditEvent.action == "password_reset"))
+            assert reset is not None
+            assert reset.detail == {"sessions_revoked": 0, "tokens_revoked": 2}
 
     async def test_a_refused_password_is_422_and_the_link_still_works(
         self, active: Depot, client: httpx.AsyncClient, smtp: MailServer

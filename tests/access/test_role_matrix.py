@@ -53,7 +53,9 @@ def expected(caller: str, action: str, template: str, method: str) -> bool:
         # Depot-wide, then decided again on the job's target (project P) named in the body.
         return kind == "member" and role in ("owner", "member")
     if "{project}" not in template:
-        return action == "list" or (action == "create" and kind == "member")
+        # Listings; projects made by centre members; each account's own tokens. Accounts and the
+        # prearchive (administer) are the admins'.
+        return action in ("list", "own_account") or (action == "create" and kind == "member")
     if role is None:
         return False
     if method == "DELETE" and template == PROJECT_ROUTE:

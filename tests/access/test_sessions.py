@@ -130,6 +130,28 @@ async def test_an_address_with_many_failures_is_throttled(people: Depot) -> None
         assert (await sign_in(other)).status_code == 200
 
 
+async def test_a_failed_sign_in_forgets_failures_no_window_counts_any_more(
+    client: httpx.AsyncClient, people: Depot
+) -> None:
+    now = datetime.now(UTC)
+    with people.transaction() as db:
+        for username, address, age in (
+            ("mia", "192.0.2.10", sessions.KEPT + timedelta(minutes=1)),  # forgotten
+            ("#reset", "reset:192.0.2.10", sessions.KEPT + timedelta(minutes=1)),  # forgotten
+            ("mia", "192.0.2.10", sessions.WINDOW + timedelta(minutes=1)),  # kept a while
+            ("#reset", "reset:192.0.2.10", sessions.KEPT - timedelta(minutes=5)),  # still counts
+        ):
+            db.add(sessions.LoginFailure(username=username, address=address, at=now - age))
+
+    assert (await sign_in(client, password="not the password")).status_code == 401
+
+    with people.reading() as db:
+        kept = db.scalars(select(sessions.LoginFailure.at).order_by(sessions.LoginFailure.at))
+        ages = [now - (at if at.tzinfo else at.replace(tzinfo=UTC)) for at in kept]
+    assert len(ages) == 3  # the two older than KEPT went; the new failure came
+    assert all(age < sessions.KEPT for age in ages)
+
+
 async def test_signing_out_disabling_and_expiry_end_the_session(
     client: httpx.AsyncClient, people: Depot
 ) -> None:

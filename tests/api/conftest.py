@@ -23,22 +23,30 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _client(depot: Depot, host: str) -> httpx.AsyncClient:
+def api_client(depot: Depot, host: str, **headers: str) -> httpx.AsyncClient:
+    """A client of a new app over `depot`, from `host`, sending `headers`; use `async with`."""
     transport = httpx.ASGITransport(app=create_app(depot), client=(host, 50000))
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers)
+
+
+def caller(depot: Depot, secret: str | None) -> httpx.AsyncClient:
+    """The bearer of API token `secret` from a remote address; with None, the operator."""
+    if secret is None:
+        return api_client(depot, "127.0.0.1")
+    return api_client(depot, "192.0.2.8", Authorization=f"Bearer {secret}")
 
 
 @pytest.fixture
 async def operator_client(depot: Depot) -> AsyncIterator[httpx.AsyncClient]:
     """A client on this machine (loopback): the operator, allowed everything."""
-    async with _client(depot, "127.0.0.1") as client:
+    async with api_client(depot, "127.0.0.1") as client:
         yield client
 
 
 @pytest.fixture
 async def anonymous_client(depot: Depot) -> AsyncIterator[httpx.AsyncClient]:
     """A remote client that has not signed in: denied all but the public paths."""
-    async with _client(depot, "203.0.113.7") as client:
+    async with api_client(depot, "203.0.113.7") as client:
         yield client
 
 

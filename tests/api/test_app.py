@@ -79,3 +79,35 @@ async def test_an_unknown_route_is_a_404_in_the_common_error_shape(
     response = await operator_client.get("/api/v1/no-such-thing")
     assert response.status_code == 404
     assert response.json() == {"error": "NotFound", "message": "Not Found"}
+
+
+async def test_every_operation_declares_the_errors_it_answers_with_in_the_error_shape(
+    anonymous_client: httpx.AsyncClient,
+):
+    spec = (await anonymous_client.get("/api/openapi.json")).json()
+    errors = {"ErrorOut": {"error", "message"}, "ValidationErrorOut": {"error", "message"}}
+    for name, required in errors.items():
+        assert required <= set(spec["components"]["schemas"][name]["required"])
+    throttled = {"/api/v1/register", "/api/v1/register/verify", "/api/v1/password-reset"}
+    missing = []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if path == "/healthz" or (path == "/api/v1/session" and method != "post"):
+                continue
+            wanted = {"413", "422"}
+            if path.startswith("/api/v1/session"):
+                wanted |= {"401", "429"}
+            elif path in throttled:
+                wanted |= {"429"}
+            elif not path.startswith(("/api/v1/register", "/api/v1/password-reset")):
+                wanted |= {"403", "404"}  # every guarded route
+            declared = operation["responses"]
+            for status in sorted(wanted):
+                schema = declared.get(status, {}).get("content", {}).get("application/json", {})
+                shape = schema.get("schema", {}).get("$ref", "").rsplit("/", 1)[-1]
+                if shape not in errors:
+                    missing.append(f"{method.upper()} {path} {status}")
+            if "429" in declared:
+                assert "Retry-After" in declared["429"]["headers"]
+    assert missing == []
+    assert "HTTPValidationError" not in spec["components"]["schemas"]

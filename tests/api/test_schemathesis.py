@@ -4,13 +4,16 @@ Every operation of the served OpenAPI schema is called by a signed-in site admin
 token) on a depot holding the example project, with generated valid and invalid inputs.
 
 Checks left out, because the schema does not claim what they test:
-- `status_code_conformance`: routes do not declare their 403, 404 and 409 (only 2xx and 422);
 - `positive_data_acceptance`: the schema is looser than the labels, emails and tokens the
   routes accept, so valid-looking data is rightly refused with a 4xx;
 - `allow_header_conformance`: Starlette's 405 names only the methods of the first route that
   matches the path (`Allow: GET` where POST is served too);
 - `use_after_free`, `ensure_resource_availability`: they follow links schemathesis infers
   between operations, which here pair the wrong fields (a project's `name` as its label).
+
+One operation is left out: `DELETE /api/v1/tokens/{token_id}`, because it soon revokes the
+admin's own token (id 1), after which every request is rightly refused (tests/api/
+test_token_routes.py covers it, and an id beyond 64 bits is below).
 
 Two bugs it found have tests of their own below: an id the database cannot hold (once a 500)
 and an upload's malformed Content-Type (once stored and served back).
@@ -33,12 +36,12 @@ from neurodepot.depot.folder import Depot
 MAX_EXAMPLES = 25
 RUN_SECONDS = 150
 LEFT_OUT = [
-    "status_code_conformance",
     "positive_data_acceptance",
     "allow_header_conformance",
     "use_after_free",
     "ensure_resource_availability",
 ]
+LEFT_OUT_OPERATIONS = ["DELETE /api/v1/tokens/{token_id}"]
 INT64_MAX = 2**63 - 1
 # `type/subtype` and optional parameters (RFC 9110, section 8.3.1).
 MEDIA_TYPE = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]*/[A-Za-z0-9][\w!#$&^.+-]*(\s*;.*)?")
@@ -96,6 +99,7 @@ def test_no_operation_fails_or_strays_from_the_schema(
             "--header", f"Authorization: Bearer {admin_token}",
             "--checks", "all",
             "--exclude-checks", ",".join(LEFT_OUT),
+            *(option for name in LEFT_OUT_OPERATIONS for option in ("--exclude-name", name)),
             "--max-examples", str(MAX_EXAMPLES),
             "--workers", "1",
             "--request-timeout", "30",
@@ -113,6 +117,7 @@ def test_no_operation_fails_or_strays_from_the_schema(
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-20000:] + "\nserver log:\n" + log.read_text()[-5000:]
     operations = sum(len(methods) for methods in schema["paths"].values())
+    operations -= len(LEFT_OUT_OPERATIONS)
     assert f"Tested: {operations}" in report, report[-3000:]
 
 
@@ -126,6 +131,7 @@ def test_no_operation_fails_or_strays_from_the_schema(
         ("POST", "/api/v1/prearchive/{id}/archive"),
         ("POST", "/api/v1/prearchive/{id}/move"),
         ("DELETE", "/api/v1/prearchive/{id}"),
+        ("DELETE", "/api/v1/tokens/{id}"),
     ],
 )
 async def test_an_id_beyond_64_bits_is_refused(depot: Depot, method: str, url: str):

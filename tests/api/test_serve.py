@@ -1,4 +1,4 @@
-"""`neurodepot serve` listens on this machine only while there is no sign-in."""
+"""`neurodepot serve` listens on this machine only; others reach it through a reverse proxy."""
 
 import subprocess
 from pathlib import Path

@@ -177,6 +177,21 @@ def test_environment_overrides_the_settings_file(tmp_path: Path) -> None:
     assert (settings.host, settings.port, settings.auto_migrate) == ("::1", 9443, False)
 
 
+def test_the_loopback_operator_is_on_unless_the_file_or_the_environment_turns_it_off(
+    tmp_path: Path,
+) -> None:
+    assert load_settings(depot_folder(tmp_path, render_config()), env={}).loopback_operator
+    written = render_config().replace("# loopback_operator = true", "loopback_operator = false")
+    (tmp_path / "off").mkdir()
+    root = depot_folder(tmp_path / "off", written)
+    assert load_settings(root, env={}).loopback_operator is False
+    on_again = load_settings(root, env={"NEURODEPOT_LOOPBACK_OPERATOR": "yes"})
+    assert on_again.loopback_operator is True
+    assert load_settings(root, env={"NEURODEPOT_LOOPBACK_OPERATOR": "0"}).loopback_operator is False
+    with pytest.raises(Invalid, match="NEURODEPOT_LOOPBACK_OPERATOR"):
+        load_settings(root, env={"NEURODEPOT_LOOPBACK_OPERATOR": "maybe"})
+
+
 def test_overrides_give_a_new_settings_object(tmp_path: Path) -> None:
     settings = load_settings(depot_folder(tmp_path, render_config()), env={})
     changed = settings.with_overrides(auto_migrate=False)

@@ -120,10 +120,15 @@ def add_user(
 
 
 def set_status(db: Session, actor: str, username: str, status: str) -> UserInfo:
-    """Approve (`active`) or disable an account; a disabled account's tokens stop working."""
+    """Approve (`active`) or disable an account; a disabled account's tokens stop working.
+
+    Raises `Conflict` when an account (`actor`) would disable itself: another admin does that.
+    """
     if status not in ("active", "disabled"):
         raise Invalid(f"an account is made active or disabled, not {status!r}")
     user = find_user(db, username)
+    if status == "disabled" and actor == username:
+        raise Conflict("an account cannot disable itself: ask another admin")
     if status == "active" and user.email_verified_at is None:
         raise Invalid(f"{username} has not verified their email address yet: approve it after")
     before = user.status
@@ -153,10 +158,16 @@ def set_second_factor(db: Session, actor: str, username: str, enable: bool) -> s
 
 
 def set_site_role(db: Session, actor: str, username: str, role: str) -> UserInfo:
-    """`admin`, `steward`, or `none` (neither)."""
+    """`admin`, `steward`, or `none` (neither).
+
+    Raises `Conflict` when an admin (`actor`) would take away their own admin role, which could
+    leave the depot without one: another admin does that.
+    """
     if role not in SITE_ROLES:
         raise Invalid(f"a site role is one of {', '.join(SITE_ROLES)}, not {role!r}")
     user = find_user(db, username)
+    if actor == username and user.is_admin and role != "admin":
+        raise Conflict("an admin cannot take away their own admin role: ask another admin")
     user.is_admin, user.is_steward = role == "admin", role == "steward"
     db.flush()
     audit.record(db, actor, "role_changed", f"user:{username}", {"site_role": role})

@@ -41,6 +41,8 @@ ACTIONS = (
     "access_denied",
     "data_read",
     "download",
+    "admin_read",  # of accounts or the prearchive, through the API
+    "write",  # an allowed API request that may change something, with the route's outcome
     "membership_changed",
     "role_changed",
     "access_changed",
@@ -50,6 +52,7 @@ ACTIONS = (
     "password_reset_requested",
     "password_reset",
     "mail_failed",
+    "rate_limited",  # a public account route refused to an address over its limit
 )
 
 GENESIS_HASH = "0" * 64

@@ -6,8 +6,9 @@ consent and Data Usage Agreements allow). No I/O, so it can be property-tested. 
 raising wrapper for the edges.
 
 Who may do what:
-- the local operator (a person at this machine: the CLI, or a client on loopback without a
-  token) and site admins: everything;
+- the local operator (a person at this machine: the CLI, or a client on loopback without
+  credentials, not proxied, while the depot allows it; `api.guard` says when) and site
+  admins: everything;
 - a project's owner: everything in the project, including administering it (its members,
   access level, deleting it); a member: read, add, change and delete data; a collaborator:
   read;
@@ -15,6 +16,7 @@ Who may do what:
   access level, each subject's consent and an accepted DUA allow. Consent and DUA records
   arrive with their own issue; until then `SharingFacts` says no, and such reads are denied;
 - centre members (not external researchers) may create projects, which they then own;
+- every signed-in account manages its own API tokens (`OWN_ACCOUNT`);
 - a read-only token can only read; the anonymous caller gets nothing.
 """
 
@@ -32,6 +34,7 @@ class Action(StrEnum):
     UPDATE = "update"
     DELETE = "delete"
     ADMINISTER = "administer"
+    OWN_ACCOUNT = "own_account"  # a change to the caller's own account: its API tokens
 
 
 class PrincipalKind(StrEnum):
@@ -139,6 +142,8 @@ def _depot_wide(principal: Principal, action: Action) -> Decision:
         return Decision(True, "listings show only what the caller may see")
     if action is Action.CREATE and principal.account == "member":
         return Decision(True, "centre members create projects")
+    if action is Action.OWN_ACCOUNT:
+        return Decision(True, "every account manages its own credentials")
     return Decision(False, "only a site admin may do this")
 
 

@@ -17,13 +17,13 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from neurodepot.access import accounts, audit
+from neurodepot.access import accounts, audit, sessions, tokens
 from neurodepot.access.mail import Letter, check_recipient, send
-from neurodepot.access.models import User, WebSession
+from neurodepot.access.models import User
 from neurodepot.access.passwords import hash_password
 from neurodepot.access.signed import INVALID, claimed_subject, secret_key, sign, unsign
 from neurodepot.config import Settings
@@ -161,7 +161,10 @@ def request_password_reset(db: Session, settings: Settings, email: str) -> Accou
 
 
 def reset_password(db: Session, settings: Settings, token: str, new_password: str) -> str:
-    """Set the password of the token's account, sign it out everywhere; its username.
+    """Set the password of the token's account and end its sessions and API tokens.
+
+    A reset means the old password may be known to someone else, and so may whatever was made
+    with it: the account signs in again and makes new tokens. Returns the username.
 
     Raises `InvalidToken` for a forged, used or expired link (`ExpiredToken`) or an account
     that is no longer active, and `Invalid` when the password is refused by the policy (the
@@ -172,14 +175,11 @@ def reset_password(db: Session, settings: Settings, token: str, new_password: st
         raise InvalidToken(INVALID)
     unsign(secret_key(settings.root), RESET_PASSWORD, token, bind=_reset_binding(user))
     accounts.set_password(db, user.username, user.username, new_password)
-    signed_out = db.execute(
-        update(WebSession)
-        .where(WebSession.user_id == user.id, WebSession.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC))
-    ).rowcount
+    signed_out = sessions.end_sessions(db, user.id)
+    revoked = tokens.revoke_all_tokens(db, user.id)
     audit.record(
         db, user.username, "password_reset", f"user:{user.username}",
-        {"sessions_revoked": signed_out},
+        {"sessions_revoked": signed_out, "tokens_revoked": revoked},
     )  # fmt: skip
     return user.username
 

@@ -4,6 +4,10 @@ Every failure looks the same to the caller (`SignInFailed`), whether the account
 exist, the password or second factor is wrong, the account is pending or disabled, or it is
 locked after repeated failures; the reason goes to the audit log. The caller must commit
 before raising, so that the failure is counted and logged (`attempt_sign_in` returns it).
+
+Failures are kept in `login_failures` for `KEPT`, then dropped at the next failed sign-in
+(`forget_old_failures`), so the table holds at most an hour of them. The public account routes
+count their requests in the same table (`access.throttle`).
 """
 
 import hashlib
@@ -12,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from neurodepot.access import audit
@@ -24,6 +28,9 @@ SESSION_HOURS = 12
 WINDOW = timedelta(minutes=15)
 ACCOUNT_FAILURES = 5  # then the account is locked for the rest of the window
 ADDRESS_FAILURES = 20  # then the address is throttled for the rest of the window
+# How long a row of `login_failures` is kept: the longest window anything counts it in (the
+# public account routes count an hour, see `access.throttle`).
+KEPT = timedelta(hours=1)
 FAILED = "sign-in failed: wrong username, password or code, or the account cannot sign in now"
 
 
@@ -92,6 +99,7 @@ def attempt_sign_in(
     elif user.totp_secret and not check_code(user.totp_secret, code):
         reason = "wrong or missing second-factor code"
     if reason:
+        forget_old_failures(db)  # an indexed delete; keeps the table at most `KEPT` long
         db.add(LoginFailure(username=username[:255], address=address[:64], at=now))
         audit.record(
             db,
@@ -163,7 +171,17 @@ def sign_out(db: Session, secret: str) -> bool:
     return True
 
 
+def end_sessions(db: Session, user_id: int) -> int:
+    """End every open session of the account (the caller audits why); how many there were."""
+    ended = db.execute(
+        update(WebSession)
+        .where(WebSession.user_id == user_id, WebSession.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+    return ended.rowcount or 0  # type: ignore[attr-defined]
+
+
 def forget_old_failures(db: Session) -> int:
-    """Drop failures older than the window (they no longer count)."""
-    cutoff = datetime.now(UTC) - WINDOW
+    """Drop rows older than `KEPT` (no window counts them any more); how many went."""
+    cutoff = datetime.now(UTC) - KEPT
     return db.execute(delete(LoginFailure).where(LoginFailure.at < cutoff)).rowcount or 0  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from neurodepot.access import audit
@@ -89,12 +89,16 @@ def list_tokens(db: Session, username: str) -> list[TokenInfo]:
     return [_info(row, username) for row in rows]
 
 
-def revoke_token(db: Session, actor: str, token_id: int) -> TokenInfo:
+def revoke_token(db: Session, actor: str, token_id: int, owned_by: str | None = None) -> TokenInfo:
+    """Revoke a token (again is no error); with `owned_by`, only a token of that account.
+
+    Raises `NotFound` for a token that does not exist, or is not `owned_by`'s: the same
+    message, so that nobody learns which ids other accounts hold.
+    """
     row = db.get(ApiToken, token_id)
-    if row is None:
+    user = db.get(User, row.user_id) if row is not None else None
+    if row is None or user is None or (owned_by is not None and user.username != owned_by):
         raise NotFound(f"there is no token {token_id}")
-    user = db.get(User, row.user_id)
-    assert user is not None
     if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
         db.flush()
@@ -106,6 +110,16 @@ def revoke_token(db: Session, actor: str, token_id: int) -> TokenInfo:
             {"token": row.id, "revoked": True},
         )
     return _info(row, user.username)
+
+
+def revoke_all_tokens(db: Session, user_id: int) -> int:
+    """Revoke every token of the account not yet revoked (the caller audits why); how many."""
+    revoked = db.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+    return revoked.rowcount or 0  # type: ignore[attr-defined]
 
 
 REFUSED = "the token is not valid: create a new one (neurodepot user token create)"

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from neurodepot.catalog.target import Target
-from neurodepot.cli.jobs import _follow, _params, _user
+from neurodepot.cli.job_running import follow, queue_job
 from neurodepot.cli.output import (
     JsonFlag,
     console,
@@ -51,10 +51,7 @@ def convert(
     registry = load_registry()
     t = Target.parse(target)
     with state(ctx).open() as depot:
-        with depot.transaction() as db:
-            job = records.create_job(
-                db, registry, "convert", t, _params(param or []), f"cli:{_user()}"
-            )
+        job = queue_job(depot, registry, "convert", t, param)
         worker = threading.Thread(
             target=execute_job_here,
             args=(depot, job.id, depot.settings.job_heartbeat_s),
@@ -62,7 +59,7 @@ def convert(
         )
         worker.start()
         try:
-            job = _follow(depot, job.id, as_json)
+            job = follow(depot, job.id, as_json)
         except KeyboardInterrupt:
             # Stopped at the next scan; what was converted so far is not kept.
             with depot.transaction() as db:

@@ -1,37 +1,17 @@
 """`neurodepot run`, `neurodepot pipelines` and `neurodepot jobs list|show|cancel|retry`."""
 
-import json
-import os
-import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from neurodepot.catalog.target import Target
+from neurodepot.cli.job_running import follow, queue_job
 from neurodepot.cli.output import JsonFlag, console, done, print_fields, print_json, show
 from neurodepot.cli.state import state
-from neurodepot.errors import Invalid
 from neurodepot.jobs import records
 from neurodepot.jobs.registry import load_registry
 
 app = typer.Typer(help="List, inspect, cancel and retry pipeline jobs.", no_args_is_help=True)
-
-WAIT_POLL_S = 0.3
-
-
-def _params(pairs: list[str]) -> dict[str, Any]:
-    """`k=v` pairs; a value that parses as JSON (numbers, true, lists) is taken as such."""
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise Invalid(f"--param {pair!r} is not KEY=VALUE")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
-    return params
 
 
 def run(
@@ -50,10 +30,7 @@ def run(
     registry = load_registry()
     t = Target.parse(target)
     with state(ctx).open() as depot:
-        with depot.transaction() as db:
-            job = records.create_job(
-                db, registry, pipeline, t, _params(param or []), f"cli:{_user()}"
-            )
+        job = queue_job(depot, registry, pipeline, t, param)
         if not wait:
             done(as_json, job, f"Queued job {job.id} ({pipeline} on {t}); it runs under `serve`")
             return
@@ -62,7 +39,7 @@ def run(
         service = JobService(depot, registry, {}, recover=False)
         service.start()
         try:
-            job = _follow(depot, job.id, as_json)
+            job = follow(depot, job.id, as_json)
         finally:
             service.stop()
     if as_json:
@@ -71,36 +48,6 @@ def run(
         console.print(f"Job {job.id} {job.status}" + (f": {job.error}" if job.error else ""))
     if job.status != "succeeded":
         raise typer.Exit(1)
-
-
-def _user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
-
-
-def _follow(depot: Any, job_id: int, quiet: bool) -> records.JobInfo:
-    with Progress(
-        TextColumn("job {task.fields[job]}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[status]} {task.description}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=quiet,
-    ) as bar:
-        task = bar.add_task("", total=1.0, job=job_id, status="queued")
-        while True:
-            with depot.transaction() as db:
-                job = records.get_job(db, job_id, with_log=False)
-            bar.update(task, completed=job.progress, description=job.message, status=job.status)
-            if job.status in records.FINISHED:
-                return job
-            time.sleep(WAIT_POLL_S)
 
 
 def pipelines(as_json: JsonFlag = False) -> None:

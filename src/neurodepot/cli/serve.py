@@ -20,15 +20,18 @@ PortOpt = Annotated[int | None, typer.Option(help="Port to listen on (default 80
 
 
 def _check_loopback(host: str) -> None:
-    """Refuse to listen beyond this machine while there is no sign-in (accounts issue)."""
+    """Refuse to listen beyond this machine; others reach it through a reverse proxy.
+
+    The proxy terminates TLS; behind it the loopback operator is turned off (see the README).
+    """
     try:
         loopback = host == "localhost" or ip_address(host).is_loopback
     except ValueError:
         loopback = False
     if not loopback:
         raise Invalid(
-            f"refusing to listen on {host}: this version has no sign-in yet, so it only serves "
-            "this machine; use 127.0.0.1 or ::1"
+            f"refusing to listen on {host}: serve this machine (127.0.0.1 or ::1) and put a "
+            "reverse proxy in front for others, with [server] loopback_operator = false"
         )
 
 

@@ -6,9 +6,8 @@ from typing import Annotated
 import typer
 
 from neurodepot.access import accounts, tokens
-from neurodepot.cli.jobs import _user
 from neurodepot.cli.output import JsonFlag, console, done, print_fields, print_json, show
-from neurodepot.cli.state import state
+from neurodepot.cli.state import cli_actor, state
 from neurodepot.errors import Invalid
 
 app = typer.Typer(help="Accounts, their roles and API tokens (for admins).", no_args_is_help=True)
@@ -16,10 +15,6 @@ token_app = typer.Typer(help="API tokens for scripts.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
 UserArg = Annotated[str, typer.Argument(help="Username.")]
-
-
-def _actor() -> str:
-    return f"cli:{_user()}"
 
 
 def _read_password(from_stdin: bool) -> str | None:
@@ -49,10 +44,10 @@ def add(
     password = _read_password(password_stdin)
     with state(ctx).open() as depot, depot.transaction() as db:
         info = accounts.add_user(
-            db, _actor(), username, email, name, kind, password, affiliation=affiliation
+            db, cli_actor(), username, email, name, kind, password, affiliation=affiliation
         )
         if approve:
-            info = accounts.set_status(db, _actor(), username, "active")
+            info = accounts.set_status(db, cli_actor(), username, "active")
     done(as_json, info, f"Account {username} added ({info.kind}, {info.status})")
 
 
@@ -60,7 +55,7 @@ def add(
 def approve(ctx: typer.Context, username: UserArg, as_json: JsonFlag = False) -> None:
     """Approve a pending account (or enable a disabled one)."""
     with state(ctx).open() as depot, depot.transaction() as db:
-        info = accounts.set_status(db, _actor(), username, "active")
+        info = accounts.set_status(db, cli_actor(), username, "active")
     done(as_json, info, f"Account {username} is active")
 
 
@@ -68,7 +63,7 @@ def approve(ctx: typer.Context, username: UserArg, as_json: JsonFlag = False) ->
 def disable(ctx: typer.Context, username: UserArg, as_json: JsonFlag = False) -> None:
     """Disable an account: it can no longer sign in, and its tokens stop working."""
     with state(ctx).open() as depot, depot.transaction() as db:
-        info = accounts.set_status(db, _actor(), username, "disabled")
+        info = accounts.set_status(db, cli_actor(), username, "disabled")
     done(as_json, info, f"Account {username} is disabled")
 
 
@@ -128,9 +123,9 @@ def set_role(
     """Set a site role, or (with --project) a role in a project."""
     with state(ctx).open() as depot, depot.transaction() as db:
         if project is None:
-            info = accounts.set_site_role(db, _actor(), username, role)
+            info = accounts.set_site_role(db, cli_actor(), username, role)
         else:
-            info = accounts.set_project_role(db, _actor(), username, project, role)
+            info = accounts.set_project_role(db, cli_actor(), username, project, role)
     where = f" in {project}" if project else ""
     done(as_json, info, f"{username}: {role}{where}")
 
@@ -141,7 +136,7 @@ def password(ctx: typer.Context, username: UserArg) -> None:
     secret = _read_password(True)
     assert secret is not None
     with state(ctx).open() as depot, depot.transaction() as db:
-        accounts.set_password(db, _actor(), username, secret)
+        accounts.set_password(db, cli_actor(), username, secret)
     console.print(f"Password of {username} set")
 
 
@@ -155,7 +150,7 @@ def second_factor(
     from neurodepot.access.totp import provisioning_uri
 
     with state(ctx).open() as depot, depot.transaction() as db:
-        secret = accounts.set_second_factor(db, _actor(), username, not disable)
+        secret = accounts.set_second_factor(db, cli_actor(), username, not disable)
     if secret is None:
         console.print(f"Second factor of {username} turned off")
         return
@@ -174,7 +169,7 @@ def token_create(
 ) -> None:
     """Create an API token; its secret is printed now and never again."""
     with state(ctx).open() as depot, depot.transaction() as db:
-        info, secret = tokens.create_token(db, _actor(), username, name, scope, days)
+        info, secret = tokens.create_token(db, cli_actor(), username, name, scope, days)
     if as_json:
         print_json({"token": info, "secret": secret})
     else:
@@ -206,7 +201,7 @@ def token_list(ctx: typer.Context, username: UserArg, as_json: JsonFlag = False)
 def token_revoke(ctx: typer.Context, token_id: int, as_json: JsonFlag = False) -> None:
     """Revoke a token; it is refused from the next request on."""
     with state(ctx).open() as depot, depot.transaction() as db:
-        info = tokens.revoke_token(db, _actor(), token_id)
+        info = tokens.revoke_token(db, cli_actor(), token_id)
     done(as_json, info, f"Token {token_id} of {info.username} revoked")
 
 
@@ -218,5 +213,5 @@ def project_access(
 ) -> None:
     """Set who beyond its named people may see a project (with consent and a DUA)."""
     with state(ctx).open() as depot, depot.transaction() as db:
-        accounts.set_project_access(db, _actor(), project, access)
+        accounts.set_project_access(db, cli_actor(), project, access)
     done(as_json, {"project": project, "access": access}, f"{project} is {access}")

@@ -2,7 +2,17 @@
 
 from fastapi import APIRouter
 
-from neurodepot.api.v1 import accounts, bids, hierarchy, jobs, prearchive, resources, session
+from neurodepot.api.v1 import (
+    accounts,
+    bids,
+    hierarchy,
+    jobs,
+    prearchive,
+    resources,
+    session,
+    tokens,
+    users,
+)
 
 router = APIRouter(prefix="/api/v1")
 router.include_router(hierarchy.router)
@@ -12,3 +22,5 @@ router.include_router(prearchive.router)
 router.include_router(bids.router)
 router.include_router(session.router)
 router.include_router(accounts.router)
+router.include_router(users.router)
+router.include_router(tokens.router)

@@ -2,10 +2,12 @@
 
 These routes are for people who are not signed in (`ACCOUNT_PATHS`): they take no guard, and
 none of their answers tells whether an account exists. Their bodies are small JSON documents,
-capped at `BODY_LIMIT` bytes (413 beyond). Mails whose failure must not change the answer
-(password reset, the link sent again, notices to admins) are sent after the response; a
-failure is in the audit log and the server log. Only registration waits for its mail, so that
-the registrant hears at once (503) when it could not be sent.
+capped at `BODY_LIMIT` bytes (413 beyond). Registering, asking for the link again and asking for
+a password reset are limited per client address (`access.throttle`, 429 with `Retry-After`);
+a request too malformed to be read (422) is not counted, as it does nothing. Mails whose failure
+must not change the answer (password reset, the link sent again, notices to admins) are sent
+after the response; a failure is in the audit log and the server log. Only registration waits
+for its mail, so that the registrant hears at once (503) when it could not be sent.
 """
 
 import logging
@@ -18,11 +20,12 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from neurodepot.access import registration
+from neurodepot.access import registration, throttle
 from neurodepot.access.registration import AccountMail
 from neurodepot.api.guard import DepotDep
+from neurodepot.api.schemas import error_responses
 from neurodepot.depot.folder import Depot
-from neurodepot.errors import Unavailable
+from neurodepot.errors import Throttled, Unavailable
 
 BODY_LIMIT = 64 * 1024
 logger = logging.getLogger("neurodepot.accounts")
@@ -44,7 +47,10 @@ RESET_REQUESTED = (
     "if an active account has this address, a link to choose a new password is on its way "
     "(valid for one hour, and only once)"
 )
-RESET_DONE = "your password is changed, and you are signed out everywhere: sign in with it"
+RESET_DONE = (
+    "your password is changed, you are signed out everywhere and your API tokens are revoked: "
+    "sign in with the new password"
+)
 
 
 class _TooLarge(HTTPException):
@@ -91,7 +97,9 @@ def _too_large() -> JSONResponse:
     return JSONResponse({"error": "ContentTooLarge", "message": message}, status_code=413)
 
 
-router = APIRouter(tags=["accounts"], route_class=SmallBodyRoute)
+router = APIRouter(
+    tags=["accounts"], route_class=SmallBodyRoute, responses=error_responses(400, 413, 422)
+)
 
 
 class RegistrationIn(BaseModel):
@@ -132,22 +140,31 @@ class Message(BaseModel):
 
 
 ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"model": Message}}
-BAD_LINK: dict[int | str, dict[str, Any]] = {
-    400: {"description": "The link is not valid, was used already, or has expired."}
-}
+THROTTLED = error_responses(429)
+
+
+def _count(depot: Depot, request: Request, route: str) -> None:
+    """Count the request against its address's limit, or refuse it (429) once over."""
+    address = request.client.host if request.client else ""
+    with depot.transaction() as db:
+        counted = throttle.count_request(db, route, address)
+    if not counted.allowed:  # raised after the commit, so that the refusal stays in the log
+        raise Throttled(throttle.THROTTLED, counted.retry_after_s)
 
 
 @router.post(
     "/register",
     status_code=status.HTTP_202_ACCEPTED,
-    responses={503: {"description": "Registered, but the mail could not be sent."}},
+    responses={**THROTTLED, **error_responses(503)},
 )
-def register(body: RegistrationIn, depot: DepotDep) -> Message:
+def register(body: RegistrationIn, depot: DepotDep, request: Request) -> Message:
     """Ask for an account; the same answer whether or not the username or address is taken.
 
     A new account is `pending` until its owner confirms the address with the mailed link and
-    an admin approves it. Invalid input is 422 and stores nothing.
+    an admin approves it. Invalid input is 422 and stores nothing; 503 when the account is
+    registered but its mail could not be sent.
     """
+    _count(depot, request, throttle.REGISTER)
     with depot.transaction() as db:
         mail = registration.register(
             db, depot.settings, body.username, body.email, body.name, body.affiliation,
@@ -158,16 +175,21 @@ def register(body: RegistrationIn, depot: DepotDep) -> Message:
     return Message(message=REGISTERED)
 
 
-@router.post("/register/verify", responses={**ACCEPTED, **BAD_LINK})
+@router.post("/register/verify", responses={**ACCEPTED, **THROTTLED})
 def verify(
-    body: TokenIn | EmailIn, depot: DepotDep, response: Response, background: BackgroundTasks
+    body: TokenIn | EmailIn,
+    depot: DepotDep,
+    request: Request,
+    response: Response,
+    background: BackgroundTasks,
 ) -> Message:
     """Confirm the address with `{"token"}` from the mailed link (200, or 400 for a bad link).
 
     With `{"email"}` instead, the link is sent again (202, whether or not there is such an
-    account waiting).
+    account waiting; 429 after too many such requests from one address).
     """
     if isinstance(body, EmailIn):
+        _count(depot, request, throttle.RESEND)
         with depot.transaction() as db:
             mail = registration.resend(db, depot.settings, body.email)
         if mail is not None:
@@ -181,9 +203,12 @@ def verify(
     return Message(message=VERIFIED)
 
 
-@router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED)
-def request_password_reset(body: EmailIn, depot: DepotDep, background: BackgroundTasks) -> Message:
+@router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED, responses=THROTTLED)
+def request_password_reset(
+    body: EmailIn, depot: DepotDep, request: Request, background: BackgroundTasks
+) -> Message:
     """Mail a link to choose a new password; the same answer whether or not the address is known."""
+    _count(depot, request, throttle.RESET)
     with depot.transaction() as db:
         mail = registration.request_password_reset(db, depot.settings, body.email)
     if mail is not None:
@@ -191,12 +216,13 @@ def request_password_reset(body: EmailIn, depot: DepotDep, background: Backgroun
     return Message(message=RESET_REQUESTED)
 
 
-@router.post("/password-reset/confirm", responses=BAD_LINK)
+@router.post("/password-reset/confirm")
 def confirm_password_reset(body: NewPasswordIn, depot: DepotDep) -> Message:
     """Set the new password with the token from the mailed link; it works once.
 
     400 for a link that is not valid, used or expired; 422 for a password the policy refuses
-    (the link then still works).
+    (the link then still works). The account's sessions and API tokens end with the old
+    password.
     """
     with depot.transaction() as db:
         registration.reset_password(db, depot.settings, body.token, body.password)

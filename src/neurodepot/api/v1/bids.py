@@ -6,10 +6,11 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from neurodepot.api.guard import CanRead, DepotDep
+from neurodepot.api.schemas import GUARDED_ERRORS
 from neurodepot.convert.bids_export import stream_zip
 from neurodepot.convert.bids_plan import SeriesPreview, plan_project
 
-router = APIRouter(tags=["bids"])
+router = APIRouter(tags=["bids"], responses=GUARDED_ERRORS)
 Subjects = Annotated[list[str] | None, Query(description="Only these subjects.")]
 
 

@@ -6,12 +6,12 @@ from neurodepot.access.accounts import set_project_role
 from neurodepot.access.facts import visible_projects
 from neurodepot.access.policy import PrincipalKind
 from neurodepot.api.guard import CanAdminister, CanCreate, CanList, CanRead, DepotDep
-from neurodepot.api.schemas import ProjectIn, ScanIn, SessionIn, SubjectIn
+from neurodepot.api.schemas import GUARDED_ERRORS, ProjectIn, ScanIn, SessionIn, SubjectIn
 from neurodepot.catalog import hierarchy
 from neurodepot.catalog.deletion import delete_project
 from neurodepot.catalog.records import ProjectInfo, ScanInfo, SessionInfo, SubjectInfo
 
-router = APIRouter(tags=["hierarchy"])
+router = APIRouter(tags=["hierarchy"], responses=GUARDED_ERRORS)
 
 PROJECT = "/projects/{project}"
 SUBJECT = PROJECT + "/subjects/{subject}"

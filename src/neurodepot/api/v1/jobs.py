@@ -7,13 +7,13 @@ from pydantic import BaseModel, Field
 
 from neurodepot.access.policy import Action
 from neurodepot.api.guard import CanCreate, CanRead, CanUpdate, DepotDep, ensure_on_target
-from neurodepot.api.schemas import RowId
+from neurodepot.api.schemas import GUARDED_ERRORS, RowId
 from neurodepot.catalog.target import Target
 from neurodepot.jobs import records
 from neurodepot.jobs.records import JobInfo
 from neurodepot.jobs.registry import PipelineRegistry
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], responses=GUARDED_ERRORS)
 
 
 class JobIn(BaseModel):

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from neurodepot.api.guard import CanAdminister, CanCreate, DepotDep
-from neurodepot.api.schemas import RowId
+from neurodepot.api.schemas import GUARDED_ERRORS, RowId
 from neurodepot.depot.blobstore import CHUNK_SIZE
 from neurodepot.ingest import prearchive as records
 from neurodepot.ingest.archive import ArchiveOutcome
@@ -17,7 +17,7 @@ from neurodepot.ingest.bulk import ImportSummary, import_dicom
 from neurodepot.ingest.prearchive import StudyDetail, StudyEntry
 from neurodepot.ingest.receive import Override
 
-router = APIRouter(tags=["prearchive"])
+router = APIRouter(tags=["prearchive"], responses=GUARDED_ERRORS)
 
 
 class MoveIn(BaseModel):

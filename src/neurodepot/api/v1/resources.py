@@ -13,13 +13,13 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from neurodepot.api.guard import CanCreate, CanDelete, CanRead, DepotDep
-from neurodepot.api.schemas import ResourceIn
+from neurodepot.api.schemas import GUARDED_ERRORS, ResourceIn
 from neurodepot.api.v1.hierarchy import PROJECT, SCAN, SESSION, SUBJECT
 from neurodepot.catalog import resources
 from neurodepot.catalog.records import FileInfo, ResourceInfo, StoredFile
 from neurodepot.catalog.target import Target
 
-router = APIRouter(tags=["resources"])
+router = APIRouter(tags=["resources"], responses=GUARDED_ERRORS)
 
 
 def _project(project: str) -> Target:
@@ -69,7 +69,11 @@ def _register(prefix: str, resolve: Callable[..., Target]) -> None:
         with depot.transaction() as db:
             return resources.get_resource(db, target, resource)
 
-    @router.put(base + "/{resource}/files/{path:path}", dependencies=[CanCreate])
+    @router.put(
+        base + "/{resource}/files/{path:path}",
+        dependencies=[CanCreate],
+        responses={201: {"model": StoredFile, "description": "Stored as a new file."}},
+    )
     async def upload_file(
         target: TargetDep,
         resource: str,

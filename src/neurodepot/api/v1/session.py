@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from neurodepot.access import sessions
 from neurodepot.api.guard import SESSION_COOKIE, DepotDep
+from neurodepot.api.schemas import error_responses
 from neurodepot.errors import SignInFailed, Throttled
 
 router = APIRouter(tags=["session"])
@@ -30,7 +31,7 @@ class SessionOut(BaseModel):
     expires_at: datetime | None = None
 
 
-@router.post("/session")
+@router.post("/session", responses=error_responses(400, 401, 413, 422, 429))
 def sign_in(body: SignInIn, request: Request, response: Response, depot: DepotDep) -> SessionOut:
     """Sign in; the same 401 for every reason it fails, 429 after too many from one address."""
     address = request.client.host if request.client else ""
