@@ -39,16 +39,28 @@ def test_the_anonymous_caller_is_denied_everything(action: Action, target: Targe
         assert not decision.allowed and decision.reason == "sign-in is required"
 
 
-@pytest.mark.parametrize("action", list(Action))
+@pytest.mark.parametrize("action", [a for a in Action if a is not Action.STEWARD])
 def test_the_operator_and_admins_may_do_everything(action: Action) -> None:
     for who, target in itertools.product((Principal.operator(), ADMIN), (None, PROJECT, SCAN)):
         assert decide(who, action, target, facts()).allowed
 
 
+def test_only_stewards_make_a_stewards_decision_not_admins_nor_owners() -> None:
+    owner = facts(role="owner")
+    for target in (None, PROJECT):
+        assert decide(STEWARD, Action.STEWARD, target, facts()).allowed
+        assert decide(Principal.operator(), Action.STEWARD, target, facts()).allowed
+        for who in (ADMIN, MEMBER, EXTERNAL):
+            decision = decide(who, Action.STEWARD, target, owner)
+            assert not decision.allowed and "steward" in decision.reason
+    read_only = Principal.user(4, "sam", "member", is_steward=True, scope="read")
+    assert not decide(read_only, Action.STEWARD, PROJECT, facts()).allowed
+
+
 @pytest.mark.parametrize(
     ("role", "allowed"),
     [
-        ("owner", set(Action)),
+        ("owner", set(Action) - {Action.STEWARD}),
         ("member", {Action.READ, Action.LIST, Action.CREATE, Action.UPDATE, Action.DELETE}),
         ("collaborator", {Action.READ, Action.LIST}),
     ],

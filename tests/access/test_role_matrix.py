@@ -47,6 +47,8 @@ def expected(caller: str, action: str, template: str, method: str) -> bool:
         return True
     if status != "active":
         return False
+    if action == "steward":  # overriding a failed check: a steward's decision, not an admin's
+        return site_role == "steward"
     if site_role == "admin":
         return True
     if template == "/api/v1/jobs" and method == "POST":

@@ -17,6 +17,8 @@ Who may do what:
   arrive with their own issue; until then `SharingFacts` says no, and such reads are denied;
 - centre members (not external researchers) may create projects, which they then own;
 - every signed-in account manages its own API tokens (`OWN_ACCOUNT`);
+- only a data steward (not an admin as such) overrides a failed de-identification check
+  (`STEWARD`);
 - a read-only token can only read; the anonymous caller gets nothing.
 """
 
@@ -35,6 +37,7 @@ class Action(StrEnum):
     DELETE = "delete"
     ADMINISTER = "administer"
     OWN_ACCOUNT = "own_account"  # a change to the caller's own account: its API tokens
+    STEWARD = "steward"  # a data steward's decision: overriding a failed de-identification check
 
 
 class PrincipalKind(StrEnum):
@@ -106,7 +109,7 @@ class Decision:
 
 
 ROLE_ACTIONS = {
-    "owner": frozenset(Action),
+    "owner": frozenset(Action) - {Action.STEWARD},
     "member": frozenset({Action.READ, Action.LIST, Action.CREATE, Action.UPDATE, Action.DELETE}),
     "collaborator": frozenset({Action.READ, Action.LIST}),
 }
@@ -125,6 +128,11 @@ def decide(
         return Decision(False, "sign-in is required")
     if principal.scope == "read" and action not in (Action.READ, Action.LIST):
         return Decision(False, "the token is read-only")
+    if action is Action.STEWARD:
+        # Not the admins': the steward role exists so that this decision is a named person's.
+        if principal.is_steward:
+            return Decision(True, "data steward")
+        return Decision(False, "only a data steward may decide this")
     if principal.is_admin:
         return Decision(True, "site admin")
     if target is None:

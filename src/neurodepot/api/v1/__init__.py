@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from neurodepot.api.v1 import (
     accounts,
     bids,
+    deid,
     hierarchy,
     jobs,
     prearchive,
@@ -24,3 +25,4 @@ router.include_router(session.router)
 router.include_router(accounts.router)
 router.include_router(users.router)
 router.include_router(tokens.router)
+router.include_router(deid.router)
