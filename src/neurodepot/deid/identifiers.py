@@ -17,11 +17,11 @@ from neurodepot.catalog.hierarchy import find_project
 from neurodepot.catalog.models import ImagingSession, Scan, Subject
 from neurodepot.catalog.walk import scan_files
 from neurodepot.convert.bids_mapping import bids_label
+from neurodepot.convert.nifti import DICOM_RESOURCE
 from neurodepot.deid.check import Identifier
 from neurodepot.depot.blobstore import BlobStore
 from neurodepot.ingest.models import PrearchiveStudy
 
-DICOM_RESOURCE = "DICOM"
 MIN_PART_LENGTH = 3
 # DICOM attributes that name the person or the visit, read from one header per session.
 HEADER_IDENTIFIERS = {

@@ -194,17 +194,10 @@ def subject_link(db: Session, project: str, subject: str) -> SubjectLink:
     found = find_subject(db, project, subject)
     link = db.get(SubjectPseudonym, found.id)
     if link is None:
-        taken = set(
-            db.scalars(
-                select(SubjectPseudonym.pseudonym).where(
-                    SubjectPseudonym.project_id == found.project_id
-                )
-            )
-        )
         link = SubjectPseudonym(
             subject_id=found.id,
             project_id=found.project_id,
-            pseudonym=_fresh(taken),
+            pseudonym=_fresh(db, SubjectPseudonym, found.project_id),
             date_offset_days=draw_offset_days(),
         )
         db.add(link)
@@ -220,22 +213,21 @@ def session_pseudonym(db: Session, project: str, subject: str, session: str) -> 
     found = find_session(db, project, subject, session)
     link = db.get(SessionPseudonym, found.id)
     if link is None:
-        taken = set(
-            db.scalars(
-                select(SessionPseudonym.pseudonym).where(
-                    SessionPseudonym.project_id == found.project_id
-                )
-            )
-        )
         link = SessionPseudonym(
-            session_id=found.id, project_id=found.project_id, pseudonym=_fresh(taken)
+            session_id=found.id,
+            project_id=found.project_id,
+            pseudonym=_fresh(db, SessionPseudonym, found.project_id),
         )
         db.add(link)
         db.flush()
     return link.pseudonym
 
 
-def _fresh(taken: set[str]) -> str:
+def _fresh(
+    db: Session, model: type[SubjectPseudonym] | type[SessionPseudonym], project_id: int
+) -> str:
+    """A pseudonym not yet used by the project's subjects (or sessions)."""
+    taken = set(db.scalars(select(model.pseudonym).where(model.project_id == project_id)))
     for _ in range(MAX_DRAWS):
         label = draw_pseudonym()
         if label not in taken:

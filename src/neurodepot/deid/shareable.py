@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from neurodepot.convert.bids_export import export_folder
 from neurodepot.convert.bids_plan import PlannedFile, plan_project
+from neurodepot.convert.nifti import DICOM_RESOURCE
 from neurodepot.deid import linkage
 from neurodepot.deid.dicom_headers import DicomRecipe, SubjectKeys
 from neurodepot.deid.sidecars import scrub_sidecar_bytes, scrub_tsv_text, tsv_kind_for
@@ -25,7 +26,6 @@ from neurodepot.deid.uid_remap import remap_uid
 from neurodepot.depot.blobstore import BlobStore
 from neurodepot.errors import Conflict, Invalid
 
-DICOM_RESOURCE = "DICOM"
 SOURCEDATA = "sourcedata/dicom"
 
 
