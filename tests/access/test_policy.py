@@ -13,6 +13,7 @@ from neurodepot.access.policy import (
     ProjectFacts,
     SharingFacts,
     decide,
+    subject_visible,
 )
 from neurodepot.catalog.target import Target
 
@@ -26,8 +27,13 @@ STEWARD = Principal.user(4, "sam", "member", is_steward=True)
 READ_ONLY = Principal.user(5, "rob", "member", scope="read")
 
 
-def facts(access: str = "private", role: str | None = None, shared: bool = False) -> ProjectFacts:
-    return ProjectFacts(access, role, SharingFacts(shared, shared))
+SHARED = (Action.BROWSE, Action.DOWNLOAD)
+
+
+def facts(
+    access: str = "private", role: str | None = None, to_accept: tuple[str, ...] | None = ()
+) -> ProjectFacts:
+    return ProjectFacts(access, role, SharingFacts(to_accept))
 
 
 @pytest.mark.parametrize(
@@ -61,8 +67,11 @@ def test_only_stewards_make_a_stewards_decision_not_admins_nor_owners() -> None:
     ("role", "allowed"),
     [
         ("owner", set(Action) - {Action.STEWARD}),
-        ("member", {Action.READ, Action.LIST, Action.CREATE, Action.UPDATE, Action.DELETE}),
-        ("collaborator", {Action.READ, Action.LIST}),
+        (
+            "member",
+            {Action.READ, Action.LIST, *SHARED, Action.CREATE, Action.UPDATE, Action.DELETE},
+        ),
+        ("collaborator", {Action.READ, Action.LIST, *SHARED}),
     ],
 )
 def test_project_roles_allow_what_they_name_whatever_the_access(
@@ -80,20 +89,50 @@ def test_only_an_owner_administers_the_project() -> None:
 
 
 @pytest.mark.parametrize("access", ACCESS)
-def test_without_consent_and_dua_nobody_beyond_the_named_people_reads(access: str) -> None:
-    for who in (MEMBER, EXTERNAL, STEWARD):
-        decision = decide(who, Action.READ, SCAN, facts(access))
+def test_nobody_beyond_the_named_people_reads_the_identifiable_originals(access: str) -> None:
+    for who, action in itertools.product((MEMBER, EXTERNAL, STEWARD), (Action.READ, Action.LIST)):
+        decision = decide(who, action, SCAN, facts(access))
         assert not decision.allowed
+        assert "de-identified" in decision.reason or "no access" in decision.reason
 
 
-def test_with_consent_and_dua_the_access_level_says_who_reads() -> None:
-    def reads(who: Principal, access: str) -> bool:
-        return decide(who, Action.READ, SCAN, facts(access, shared=True)).allowed
+def test_the_access_level_says_who_browses_the_shared_view() -> None:
+    def browses(who: Principal, access: str) -> bool:
+        return decide(who, Action.BROWSE, PROJECT, facts(access)).allowed
 
-    assert [reads(MEMBER, a) for a in ACCESS] == [False, True, True]
-    assert [reads(EXTERNAL, a) for a in ACCESS] == [False, False, True]
+    assert [browses(MEMBER, a) for a in ACCESS] == [False, True, True]
+    assert [browses(EXTERNAL, a) for a in ACCESS] == [False, False, True]
     for access, action in itertools.product(ACCESS, WRITES):
-        assert not decide(MEMBER, action, SCAN, facts(access, shared=True)).allowed
+        assert not decide(MEMBER, action, SCAN, facts(access)).allowed
+
+
+def test_downloading_shared_data_needs_every_current_dua_accepted() -> None:
+    assert decide(MEMBER, Action.DOWNLOAD, PROJECT, facts("internal")).allowed
+    refused = decide(MEMBER, Action.DOWNLOAD, PROJECT, facts("internal", None, ("site DUA v2",)))
+    assert not refused.allowed and "site DUA v2" in refused.reason
+    assert not decide(MEMBER, Action.DOWNLOAD, PROJECT, facts("internal", None, None)).allowed
+    assert not decide(EXTERNAL, Action.DOWNLOAD, PROJECT, facts("internal")).allowed
+    # The named people download their own project without a DUA.
+    assert decide(
+        EXTERNAL, Action.DOWNLOAD, PROJECT, facts("private", "collaborator", None)
+    ).allowed
+
+
+def test_which_consent_makes_a_subject_visible_beyond_the_named_people() -> None:
+    seen = {
+        (account, access): [c for c in ("none", "internal", "open", "withdrawn")
+                            if subject_visible(account, access, c)]
+        for account in ("member", "external")
+        for access in ACCESS
+    }  # fmt: skip
+    assert seen == {
+        ("member", "private"): [],
+        ("member", "internal"): ["internal", "open"],
+        ("member", "public"): ["internal", "open"],
+        ("external", "private"): [],
+        ("external", "internal"): [],
+        ("external", "public"): ["open"],
+    }
 
 
 def test_a_missing_project_is_denied_like_a_hidden_one() -> None:
@@ -136,7 +175,9 @@ project_facts = st.one_of(
         ProjectFacts,
         access=st.sampled_from(ACCESS),
         role=st.sampled_from([None, "owner", "member", "collaborator"]),
-        sharing=st.builds(SharingFacts, st.booleans(), st.booleans()),
+        sharing=st.builds(
+            SharingFacts, st.one_of(st.none(), st.just(()), st.just(("site DUA v1",)))
+        ),
     ),
 )
 
@@ -154,17 +195,16 @@ def test_properties_of_every_decision(
     if (
         who.kind is PrincipalKind.USER
         and who.scope == "read"
-        and action
-        not in (
-            Action.READ,
-            Action.LIST,
-        )
+        and action not in (Action.READ, Action.LIST, *SHARED)
     ):
         assert not decision.allowed
+    stewarding = action is Action.STEWARD and who.is_steward  # a site role: no project needed
     if decision.allowed and who.kind is PrincipalKind.USER and not who.is_admin and target:
+        if stewarding:
+            return
         assert project is not None
-        if project.role is None:  # beyond the named people: reading shared data only
-            assert action in (Action.READ, Action.LIST)
-            assert project.sharing.consent_allows and project.sharing.dua_accepted
+        if project.role is None:  # beyond the named people: de-identified shared data only
+            assert action in SHARED
+            assert action is Action.BROWSE or project.sharing.duas_to_accept == ()
             assert project.access != "private"
             assert who.account == "member" or project.access == "public"

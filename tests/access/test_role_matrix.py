@@ -140,9 +140,10 @@ async def test_listings_and_counts_show_only_what_the_caller_may_see(
             )
     assert seen == {
         "pending": (403, None),
-        "external": (200, []),
-        "centre-member": (200, []),
-        "steward": (200, []),
+        # Shared with everyone signed in, but S has no consent: listed, and counted, without S.
+        "external": (200, [("P", 0)]),
+        "centre-member": (200, [("P", 0)]),
+        "steward": (200, [("P", 0)]),
         "collaborator": (200, [("P", 1)]),
         "project-member": (200, [("P", 1)]),
         "owner": (200, [("P", 1)]),

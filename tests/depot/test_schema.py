@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 import neurodepot.access.models
 import neurodepot.catalog.models
+import neurodepot.consent.models
 import neurodepot.convert.models
 import neurodepot.deid.models
 import neurodepot.ingest.models
@@ -32,13 +33,14 @@ from neurodepot.errors import MigrationRequired, Unavailable
 
 MODELS = (
     neurodepot.access.models,
+    neurodepot.consent.models,
     neurodepot.convert.models,
     neurodepot.deid.models,
     neurodepot.catalog.models,
     neurodepot.ingest.models,
     neurodepot.jobs.models,
 )
-ALL_REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]
+ALL_REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"]
 
 
 def tables(engine: Engine) -> set[str]:

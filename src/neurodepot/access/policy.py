@@ -13,8 +13,9 @@ Who may do what:
   access level, deleting it); a member: read, add, change and delete data; a collaborator:
   read;
 - anyone else signed in: beyond the named people, data is shared only as far as the project's
-  access level, each subject's consent and an accepted DUA allow. Consent and DUA records
-  arrive with their own issue; until then `SharingFacts` says no, and such reads are denied;
+  access level and each subject's consent allow (`shared_consent_levels`), and only as
+  de-identified data (`BROWSE`, `DOWNLOAD`): the identifiable originals (`READ`) never leave
+  the named team. Downloading shared data also needs the current DUAs accepted;
 - centre members (not external researchers) may create projects, which they then own;
 - every signed-in account manages its own API tokens (`OWN_ACCOUNT`);
 - only a data steward (not an admin as such) overrides a failed de-identification check
@@ -38,6 +39,8 @@ class Action(StrEnum):
     ADMINISTER = "administer"
     OWN_ACCOUNT = "own_account"  # a change to the caller's own account: its API tokens
     STEWARD = "steward"  # a data steward's decision: overriding a failed de-identification check
+    BROWSE = "browse"  # see a project's shared, de-identified view (pseudonyms, no files)
+    DOWNLOAD = "download"  # download its shared, de-identified data (needs the current DUAs)
 
 
 class PrincipalKind(StrEnum):
@@ -81,16 +84,24 @@ class Principal:
 
 @dataclass(frozen=True)
 class SharingFacts:
-    """What consent and DUAs allow the caller to see of a project beyond its named people.
+    """What the caller must still do before downloading a project's shared data.
 
-    The consent issue fills these in; the default allows nothing.
+    `duas_to_accept` names the current DUA versions the caller has not accepted (empty: all
+    accepted); None means nobody looked, and denies.
     """
 
-    consent_allows: bool = False
-    dua_accepted: bool = False
+    duas_to_accept: tuple[str, ...] | None = None
 
 
 NO_SHARING = SharingFacts()
+# Beyond a project's named people: which subjects' consent makes them visible, by the caller's
+# account kind and the project's access level. Anything not listed shows no subject.
+SHARED_CONSENT = {
+    ("member", "internal"): ("internal", "open"),
+    ("member", "public"): ("internal", "open"),
+    ("external", "public"): ("open",),
+}
+READ_ONLY = frozenset({"read", "list", "browse", "download"})
 
 
 @dataclass(frozen=True)
@@ -110,9 +121,25 @@ class Decision:
 
 ROLE_ACTIONS = {
     "owner": frozenset(Action) - {Action.STEWARD},
-    "member": frozenset({Action.READ, Action.LIST, Action.CREATE, Action.UPDATE, Action.DELETE}),
-    "collaborator": frozenset({Action.READ, Action.LIST}),
+    "member": frozenset(
+        {Action.READ, Action.LIST, Action.BROWSE, Action.DOWNLOAD}
+        | {Action.CREATE, Action.UPDATE, Action.DELETE}
+    ),
+    "collaborator": frozenset({Action.READ, Action.LIST, Action.BROWSE, Action.DOWNLOAD}),
 }
+
+
+def shared_consent_levels(account: str, access: str) -> tuple[str, ...]:
+    """The consent levels that make a subject visible to an `account` kind.
+
+    Beyond the named people of a project at `access`; none for a private project.
+    """
+    return SHARED_CONSENT.get((account, access), ())
+
+
+def subject_visible(account: str, access: str, consent: str) -> bool:
+    """Whether a subject with effective consent `consent` is shared with such a caller."""
+    return consent in shared_consent_levels(account, access)
 
 
 def decide(
@@ -126,7 +153,7 @@ def decide(
         return Decision(True, "the local operator administers this depot")
     if principal.kind is not PrincipalKind.USER:
         return Decision(False, "sign-in is required")
-    if principal.scope == "read" and action not in (Action.READ, Action.LIST):
+    if principal.scope == "read" and action.value not in READ_ONLY:
         return Decision(False, "the token is read-only")
     if action is Action.STEWARD:
         # Not the admins': the steward role exists so that this decision is a named person's.
@@ -156,14 +183,24 @@ def _depot_wide(principal: Principal, action: Action) -> Decision:
 
 
 def _beyond_named_people(principal: Principal, action: Action, project: ProjectFacts) -> Decision:
-    if action not in (Action.READ, Action.LIST):
-        return Decision(False, "only the project's named people may change it")
-    open_to = {"internal": ("member",), "public": ("member", "external")}.get(project.access, ())
-    if principal.account not in open_to:
+    if not shared_consent_levels(principal.account, project.access):
         return Decision(False, "no such project, or no access to it")
-    if not (project.sharing.consent_allows and project.sharing.dua_accepted):
-        return Decision(False, "shared data needs the participants' consent and an accepted DUA")
-    return Decision(True, f"shared ({project.access})")
+    if action is Action.BROWSE:
+        return Decision(True, f"shared ({project.access}), de-identified")
+    if action is Action.DOWNLOAD:
+        missing = project.sharing.duas_to_accept
+        if missing is None:
+            return Decision(False, "the Data Usage Agreements could not be checked")
+        if missing:
+            return Decision(False, "accept the Data Usage Agreement first: " + "; ".join(missing))
+        return Decision(True, f"shared ({project.access}), de-identified, DUA accepted")
+    if action in (Action.READ, Action.LIST):
+        return Decision(
+            False,
+            "beyond the project's named people its data is shared de-identified only "
+            "(the shared view), never as the original files",
+        )
+    return Decision(False, "only the project's named people may change it")
 
 
 def ensure(

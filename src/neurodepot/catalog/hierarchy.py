@@ -100,11 +100,19 @@ def get_project(db: Session, label: str) -> ProjectInfo:
     return _project_info(project, _count(db, Subject.project_id == project.id, Subject))
 
 
-def list_projects(db: Session, where: ColumnElement[bool] | None = None) -> list[ProjectInfo]:
-    """Every project, or those `where` holds for (the access policy's listing filter)."""
-    counts = dict(
-        db.execute(select(Subject.project_id, func.count()).group_by(Subject.project_id)).all()
-    )
+def list_projects(
+    db: Session,
+    where: ColumnElement[bool] | None = None,
+    counted: ColumnElement[bool] | None = None,
+) -> list[ProjectInfo]:
+    """Every project, or those `where` holds for (the access policy's listing filter).
+
+    Each with the number of its subjects that `counted` holds for (those the caller may see).
+    """
+    count_query = select(Subject.project_id, func.count()).group_by(Subject.project_id)
+    if counted is not None:
+        count_query = count_query.where(counted)
+    counts = dict(db.execute(count_query).all())
     query = select(Project).order_by(Project.label)
     if where is not None:
         query = query.where(where)

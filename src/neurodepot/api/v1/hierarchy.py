@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Request, Response, status
 
 from neurodepot.access.accounts import set_project_role
-from neurodepot.access.facts import visible_projects
+from neurodepot.access.facts import visible_projects, visible_subjects
 from neurodepot.access.policy import PrincipalKind
 from neurodepot.api.guard import CanAdminister, CanCreate, CanList, CanRead, DepotDep
 from neurodepot.api.schemas import GUARDED_ERRORS, ProjectIn, ScanIn, SessionIn, SubjectIn
@@ -23,7 +23,8 @@ SCAN = SESSION + "/scans/{scan}"
 def list_projects(depot: DepotDep, request: Request) -> list[ProjectInfo]:
     """The projects the caller may see (and only their counts)."""
     with depot.transaction() as db:
-        return hierarchy.list_projects(db, visible_projects(request.state.principal))
+        principal = request.state.principal
+        return hierarchy.list_projects(db, visible_projects(principal), visible_subjects(principal))
 
 
 @router.post("/projects", status_code=status.HTTP_201_CREATED, dependencies=[CanCreate])
