@@ -42,11 +42,12 @@ EXAMPLE_DICOM = Path(neurodepot.example.__file__).parent / "data" / "siemens_epi
 EXISTING = {
     "project": "P", "subject": "S", "session": "E", "scan": "1", "resource": "R", "job_id": "1",
     "study_id": "1", "username": "someone", "token_id": "1", "override_id": "1",
+    "dua_id": "1",
 }  # fmt: skip
 MISSING = {
     "project": "Nope", "subject": "Nope", "session": "Nope", "scan": "99", "resource": "X",
     "job_id": "999", "study_id": "999", "username": "nobody", "token_id": "999",
-    "override_id": "999",
+    "override_id": "999", "dua_id": "999",
 }  # fmt: skip
 MALFORMED = dict.fromkeys(EXISTING, "not.a.label")
 PARAMETER = re.compile(r"{(\w+)(?::\w+)?}")

@@ -12,14 +12,18 @@ from neurodepot import __version__
 from neurodepot.cli import (
     audit,
     bids,
+    consent,
     deid,
     depot_commands,
+    dua,
+    gdpr,
     hierarchy,
     jobs,
     prearchive,
     project,
     resource,
     serve,
+    share,
     users,
 )
 from neurodepot.cli.state import CliState
@@ -96,6 +100,10 @@ app.add_typer(deid.app, name="deid")
 app.command()(deid.check)
 app.add_typer(deid.linkage_app, name="linkage")
 app.add_typer(deid.override_app, name="override")
+app.add_typer(consent.app, name="consent")
+app.add_typer(share.app, name="share")
+app.add_typer(dua.app, name="dua")
+app.add_typer(gdpr.app, name="gdpr")
 
 
 def _say(line: str) -> None:

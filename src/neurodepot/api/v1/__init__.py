@@ -5,12 +5,17 @@ from fastapi import APIRouter
 from neurodepot.api.v1 import (
     accounts,
     bids,
+    consent,
     deid,
+    duas,
+    gdpr,
     hierarchy,
     jobs,
     prearchive,
     resources,
     session,
+    shared,
+    sharing,
     tokens,
     users,
 )
@@ -26,3 +31,8 @@ router.include_router(accounts.router)
 router.include_router(users.router)
 router.include_router(tokens.router)
 router.include_router(deid.router)
+router.include_router(consent.router)
+router.include_router(sharing.router)
+router.include_router(duas.router)
+router.include_router(shared.router)
+router.include_router(gdpr.router)

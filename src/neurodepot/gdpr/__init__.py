@@ -1,0 +1,1 @@
+"""GDPR tools: subject access export, erasure, retention, record of processing."""
