@@ -1,1 +1,0 @@
-"""GDPR tools: subject access export, erasure, retention, record of processing."""
