@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from neurodepot.catalog.target import Target
+from neurodepot.consent import records as consent
 from neurodepot.depot.folder import Depot
 from neurodepot.jobs import records
 from neurodepot.jobs.executor import execute_job_here
@@ -54,6 +55,21 @@ async def test_the_zip_is_streamed_and_holds_a_dataset(
         assert archive_file.testzip() is None
     assert "P-bids/dataset_description.json" in names
     assert sum(n.endswith("_bold.nii.gz") for n in names) == 4
+
+
+async def test_a_subject_who_withdrew_consent_is_left_out_of_the_zip(
+    converted: Depot, operator_client: httpx.AsyncClient
+) -> None:
+    with converted.transaction() as db:
+        consent.withdraw_consent(db, "test", "P", "DEV")
+    response = await operator_client.get("/api/v1/projects/P/bids.zip")
+    assert response.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive_file:
+        names = archive_file.namelist()
+    assert "P-bids/dataset_description.json" in names
+    assert not [n for n in names if "sub-" in n]
+    named = await operator_client.get("/api/v1/projects/P/bids.zip", params={"subject": "DEV"})
+    assert named.status_code == 409 and "withdrew consent" in named.json()["message"]
 
 
 async def test_unknown_projects_and_subjects_are_404(

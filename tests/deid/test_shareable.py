@@ -3,8 +3,9 @@
 A GE and a Siemens series of dcm_qa_nih are archived (PatientID `DEV`, a placeholder patient
 `Test^Regression`, a real institution) and converted; the de-identified dataset must name
 no internal label, must validate as BIDS, must carry de-identified DICOM, and the checker must
-pass it on every criterion but consent (no consent records yet). The plain export of the same
-project must fail the checker: no false pass.
+pass it on every criterion but consent until the subject's open consent is recorded. The plain
+export of the same project must fail the checker: no false pass. A subject who withdrew consent
+is in no export at all.
 """
 
 import json
@@ -16,6 +17,8 @@ import pydicom
 import pytest
 
 from neurodepot.access import accounts
+from neurodepot.catalog import hierarchy
+from neurodepot.consent import records
 from neurodepot.convert.bids_export import export_folder
 from neurodepot.convert.bids_plan import plan_project
 from neurodepot.convert.bids_validate import validate
@@ -152,3 +155,40 @@ def test_after_the_linkage_is_destroyed_nothing_more_is_shared(
         build_shareable(db, converted.blobs, "P", tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def only_subject(depot: Depot) -> str:
+    with depot.reading() as db:
+        (subject,) = hierarchy.list_subjects(db, "P")
+    return subject.label
+
+
+def test_open_consent_passes_the_consent_criterion_and_internal_does_not(
+    converted: Depot, tmp_path: Path
+) -> None:
+    subject = only_subject(converted)
+    results = {}
+    for level in ("internal", "open"):
+        with converted.transaction() as db:
+            records.set_consent(db, "test", "P", subject, level, "main form", "2.1")
+            report = check_project(db, converted.blobs, "P", tmp_path / level, "test")
+        results[level] = {r.criterion: r.status for r in report.results}[Criterion.CONSENT]
+    assert results == {"internal": "fail", "open": "pass"}
+
+
+def test_a_withdrawn_subject_is_in_no_export(converted: Depot, tmp_path: Path) -> None:
+    subject = only_subject(converted)
+    with converted.transaction() as db:
+        records.set_consent(db, "test", "P", subject, "open")
+        records.withdraw_consent(db, "test", "P", subject)
+    with converted.transaction() as db:
+        summary = build_shareable(db, converted.blobs, "P", tmp_path / "shared")
+    assert summary.subjects == 0
+    assert not [p for p in (tmp_path / "shared").iterdir() if p.name.startswith("sub-")]
+    with converted.reading() as db:
+        withdrawn = records.withdrawn_labels(db, "P")
+        assert plan_project(db, converted.blobs, "P", withdrawn=withdrawn).subjects == ()
+        with pytest.raises(Conflict, match="withdrew consent"):
+            plan_project(db, converted.blobs, "P", [subject], withdrawn=withdrawn)
+        # The team's own preview still shows the subject, so that they can act on it.
+        assert plan_project(db, converted.blobs, "P").subjects != ()

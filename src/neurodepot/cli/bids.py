@@ -19,6 +19,7 @@ from neurodepot.cli.output import (
     show,
 )
 from neurodepot.cli.state import state
+from neurodepot.consent.records import withdrawn_labels
 from neurodepot.convert.bids_export import ExportSummary, export_folder
 from neurodepot.convert.bids_plan import BidsPlan, SeriesPreview, plan_project
 from neurodepot.convert.bids_validate import ValidationReport, validate
@@ -80,9 +81,11 @@ def convert(
         raise typer.Exit(1)
 
 
-def _plan(depot: Depot, project: str, subjects: list[str] | None) -> BidsPlan:
+def _plan(depot: Depot, project: str, subjects: list[str] | None, export: bool = False) -> BidsPlan:
+    """The project's BIDS view; an export leaves out the subjects who withdrew consent."""
     with depot.reading() as db:
-        return plan_project(db, depot.blobs, project, subjects or ())
+        withdrawn = withdrawn_labels(db, project) if export else ()
+        return plan_project(db, depot.blobs, project, subjects or (), withdrawn=withdrawn)
 
 
 @app.command()
@@ -129,7 +132,7 @@ def validate_(
         report = validate(path)
     else:
         with state(ctx).open() as depot:
-            plan = _plan(depot, what, None)
+            plan = _plan(depot, what, None, export=True)
             # In the depot's work folder, so that the export can hard-link rather than copy.
             depot.settings.work_root.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(
@@ -174,7 +177,7 @@ def export_bids(
 ) -> None:
     """Write a project (or some subjects) as a BIDS dataset, then validate it."""
     with state(ctx).open() as depot:
-        plan = _plan(depot, project, subject)
+        plan = _plan(depot, project, subject, export=True)
         with Progress(
             TextColumn("Exporting {task.description}"),
             BarColumn(),

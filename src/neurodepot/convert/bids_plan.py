@@ -8,7 +8,7 @@ file names a blob, a sidecar names its blob plus what to add, and small generate
 """
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -34,7 +34,7 @@ from neurodepot.convert.nifti import NIFTI_RESOURCE
 from neurodepot.convert.project_rules import project_rules
 from neurodepot.convert.rules import RuleSet
 from neurodepot.depot.blobstore import BlobStore
-from neurodepot.errors import Invalid
+from neurodepot.errors import Conflict, Invalid
 
 IMAGE_EXTENSIONS = (".nii.gz", ".nii")
 COMPANION_EXTENSIONS = (".bval", ".bvec")
@@ -119,13 +119,23 @@ def plan_project(
     project: str,
     subjects: Iterable[str] = (),
     relabel: Relabel | None = None,
+    withdrawn: Collection[str] = (),
 ) -> BidsPlan:
-    """The BIDS view of `project` (or of the named subjects only), named by `relabel`."""
+    """The BIDS view of `project` (or of the named subjects only), named by `relabel`.
+
+    Subjects in `withdrawn` (their consent was withdrawn) are left out of the view; naming one
+    of them is refused rather than silently giving less than was asked for.
+    """
     owner = find_project(db, project)
     wanted = list(subjects)
+    if refused := sorted(set(wanted) & set(withdrawn)):
+        raise Conflict(
+            f"subject(s) {', '.join(refused)} withdrew consent and are left out of every "
+            "export: ask without them"
+        )
     scans: list[ScanRow] = []
     for target in [Target(project, s) for s in wanted] or [Target(project)]:
-        scans.extend(scans_under(db, target))
+        scans.extend(s for s in scans_under(db, target) if s.target.subject not in withdrawn)
     rules = project_rules(db, blobs, project)
     nifti = scan_files(db, [s.scan_id for s in scans], NIFTI_RESOURCE)
     conversions = _conversions(db, [s.scan_id for s in scans])

@@ -258,6 +258,21 @@ def read_linkage(db: Session, project: str, actor: str) -> list[LinkageRow]:
     return rows
 
 
+def subject_pseudonyms(db: Session, project: str) -> dict[str, str]:
+    """Internal subject label → pseudonym, for those that have one.
+
+    For the checker's own use (consent by subject folder), so not shown and not audited;
+    `read_linkage` is the audited way to show the linkage to a person.
+    """
+    owner = find_project(db, project)
+    rows = db.execute(
+        select(Subject.label, SubjectPseudonym.pseudonym)
+        .join(SubjectPseudonym, SubjectPseudonym.subject_id == Subject.id)
+        .where(Subject.project_id == owner.id)
+    )
+    return {label: pseudonym for label, pseudonym in rows}
+
+
 def destroy_linkage(db: Session, project: str, actor: str) -> int:
     """Delete every pseudonym link and the UID key of the project, for good (audited)."""
     row = _settings(db, project)

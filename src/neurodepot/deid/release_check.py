@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from neurodepot.access import audit
+from neurodepot.consent.records import levels_by_label
 from neurodepot.deid import linkage
 from neurodepot.deid.check import CheckContext, CheckReport, check_dataset
 from neurodepot.deid.identifiers import project_identifiers
@@ -29,12 +30,19 @@ def check_context(
 ) -> CheckContext:
     """What the checker must know of `project`.
 
-    Consent records arrive with their own issue; until then no subject has consent to open
-    sharing, and DEID-CONSENT fails.
+    Consent is keyed by subject folder (`sub-<pseudonym>`): a folder whose subject has no
+    pseudonym (a dataset made elsewhere, a destroyed linkage) has no known consent, so
+    DEID-CONSENT fails for it rather than guessing.
     """
     config = linkage.project_config(db, project)
     identifiers, dates = project_identifiers(db, blobs, project)
+    levels = levels_by_label(db, project)
+    consent = {
+        f"sub-{pseudonym}": levels.get(label, "none")
+        for label, pseudonym in linkage.subject_pseudonyms(db, project).items()
+    }
     return CheckContext(
+        consent=consent,
         identifiers=identifiers,
         original_dates=dates,
         options=config.options,

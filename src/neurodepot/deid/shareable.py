@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from neurodepot.consent.records import withdrawn_labels
 from neurodepot.convert.bids_export import export_folder
 from neurodepot.convert.bids_plan import PlannedFile, plan_project
 from neurodepot.convert.nifti import DICOM_RESOURCE
@@ -91,6 +92,8 @@ def build_shareable(
 ) -> ShareableSummary:
     """Write the de-identified dataset of `project` to `out` (absent or an empty folder).
 
+    Subjects who withdrew consent are never in it.
+
     Pseudonyms drawn here are added to the caller's transaction: commit it only if the
     dataset is kept, or keep them anyway (they are stable and reveal nothing by themselves).
     """
@@ -104,7 +107,8 @@ def build_shareable(
     key = linkage.uid_key(db, project)
     recipe = DicomRecipe(config.options, config.uid_root, key, config.private_allow)
     names = _Pseudonyms(db, project)
-    plan = plan_project(db, blobs, project, subjects, relabel=names)
+    withdrawn = withdrawn_labels(db, project)
+    plan = plan_project(db, blobs, project, subjects, relabel=names, withdrawn=withdrawn)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=parent))
     dataset = staging / "dataset"
     try:

@@ -7,6 +7,7 @@ from fastapi.responses import StreamingResponse
 
 from neurodepot.api.guard import CanRead, DepotDep
 from neurodepot.api.schemas import GUARDED_ERRORS
+from neurodepot.consent.records import withdrawn_labels
 from neurodepot.convert.bids_export import stream_zip
 from neurodepot.convert.bids_plan import SeriesPreview, plan_project
 
@@ -28,9 +29,13 @@ def bids_preview(depot: DepotDep, project: str, subject: Subjects = None) -> lis
     responses={200: {"content": {"application/zip": {}}}},
 )
 def bids_zip(depot: DepotDep, project: str, subject: Subjects = None) -> StreamingResponse:
-    """The project as a BIDS dataset in a zip, produced while it is sent (memory stays flat)."""
+    """The project as a BIDS dataset in a zip, produced while it is sent (memory stays flat).
+
+    Subjects who withdrew consent are left out, as from every export.
+    """
     with depot.reading() as db:
-        plan = plan_project(db, depot.blobs, project, subject or ())
+        withdrawn = withdrawn_labels(db, project)
+        plan = plan_project(db, depot.blobs, project, subject or (), withdrawn=withdrawn)
     return StreamingResponse(
         stream_zip(plan, depot.blobs, f"{project}-bids"),
         media_type="application/zip",
