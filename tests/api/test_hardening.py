@@ -26,6 +26,7 @@ from tests.api.test_file_routes import raw_request, snapshot
 
 from neurodepot.api.app import create_app
 from neurodepot.api.hardening import (
+    CACHE_CONTROL,
     HEADERS,
     HSTS,
     MAX_BODY_BYTES,
@@ -138,6 +139,17 @@ class TestSecurityHeaders:
             response = await client.get("/boom")
         assert response.status_code == 500
         assert_hardened(response)
+
+    async def test_no_cache_may_store_a_response_unless_the_route_says_so(
+        self, operator_client: httpx.AsyncClient, tree: Depot
+    ):
+        listing = await operator_client.get("/api/v1/projects")
+        missing = await operator_client.get("/api/v1/projects/Nope")
+        assert [listing.headers["cache-control"], missing.headers["cache-control"]] == [
+            CACHE_CONTROL,
+            CACHE_CONTROL,
+        ]
+        assert CACHE_CONTROL == "no-store"
 
     async def test_a_header_the_response_sets_itself_is_kept(self, depot: Depot):
         app = create_app(depot)

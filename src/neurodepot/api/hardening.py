@@ -5,7 +5,10 @@
 
 - `SecurityHeaders` adds the headers to each response as it starts and passes the body through
   untouched, so the streamed BIDS zip and file downloads stay streamed. A response that sets a
-  header itself keeps its own value.
+  header itself keeps its own value. Responses are not to be stored by any cache
+  (`Cache-Control: no-store`, unless a route says otherwise, as file downloads do with an ETag
+  to revalidate): whether a subject may be seen is decided again on every request, and a
+  withdrawal of consent must take effect on the very next one.
 - `RequestLimits` answers 431 to a header section over `MAX_HEADER_BYTES`, and 413 to a body
   over `MAX_BODY_BYTES` on every route but the uploads (`UPLOADS`), whose bodies are files of
   any size streamed to disk. A declared `Content-Length` is refused before anything is read; a
@@ -43,6 +46,7 @@ from neurodepot.api.v1.hierarchy import PROJECT, SCAN, SESSION, SUBJECT
 MAX_BODY_BYTES = 1 << 20
 MAX_HEADER_BYTES = 64 << 10
 STRICT_CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+CACHE_CONTROL = "no-store"
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -148,6 +152,7 @@ class SecurityHeaders:
                 headers.setdefault("Content-Security-Policy", self.policy_for(scope))
                 for name, value in HEADERS.items():
                     headers.setdefault(name, value)
+                headers.setdefault("Cache-Control", CACHE_CONTROL)
                 if scope.get("scheme") == "https":
                     headers.setdefault("Strict-Transport-Security", HSTS)
             await send(message)
