@@ -299,6 +299,8 @@ class TestBodyLimit:
             ("PUT", "/api/v1/projects/p/resources/R/files/a/b.nii.gz", True),
             ("PUT", "/api/v1/projects/p/subjects/s/sessions/v/scans/1/resources/R/files/f", True),
             ("POST", "/api/v1/projects/p/import", True),
+            ("POST", "/api/v1/projects/p/consent/import", True),
+            ("POST", "/api/v1/projects/p/consent", False),
             ("POST", "/api/v1/projects/p/resources/R/files/f", False),
             ("PUT", "/api/v1/projects/p/resources/R", False),
             ("POST", "/api/v1/projects/p/import/more", False),

@@ -34,7 +34,7 @@ from neurodepot.api.app import create_app
 from neurodepot.depot.folder import Depot
 
 MAX_EXAMPLES = 25
-RUN_SECONDS = 150
+RUN_SECONDS = 420
 LEFT_OUT = [
     "positive_data_acceptance",
     "allow_header_conformance",

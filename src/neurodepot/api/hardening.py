@@ -57,13 +57,15 @@ HEADERS = {
 # takes the scheme from the `X-Forwarded-Proto` of a proxy it trusts (`--forwarded-allow-ips`).
 # No `includeSubDomains`: other hosts of the centre's domain may still be served over http.
 HSTS = "max-age=31536000"
-# Routes whose body is a file (of any size), streamed to disk as it arrives.
+# Routes whose body is a file, streamed as it arrives (to disk, or parsed line by line).
 UPLOADS = (
     *(
         ("PUT", f"/api/v1{level}/resources/{{resource}}/files/{{path:path}}")
         for level in (PROJECT, SUBJECT, SESSION, SCAN)
     ),
     ("POST", f"/api/v1{PROJECT}/import"),
+    # A centre's consent spreadsheet: the route itself stops reading at its own limit (10 MB).
+    ("POST", f"/api/v1{PROJECT}/consent/import"),
 )
 _UPLOAD_PATTERNS = [(method, compile_path(template)[0]) for method, template in UPLOADS]
 

@@ -5,6 +5,7 @@ without a record has consent `none`; a subject whose newest record withdraws con
 `withdrawn`: shared with no one and left out of every later export and release.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -20,6 +21,7 @@ from neurodepot.errors import Invalid
 WITHDRAWN = "withdrawn"
 # What `effective_level` returns: a recorded level, or `withdrawn`.
 EFFECTIVE_LEVELS = (*CONSENT_LEVELS, WITHDRAWN)
+DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 TEXT_LIMITS = {"form": 255, "form_version": 64, "restrictions": 4000}
 
 
@@ -84,7 +86,7 @@ def set_consent(
 ) -> ConsentInfo:
     """Record `subject`'s consent at `level` (a new record: the history stays)."""
     check_level(level)
-    _check_text(form=form, form_version=form_version, restrictions=restrictions)
+    check_text(form=form, form_version=form_version, restrictions=restrictions)
     if given_on is not None and given_on > date.today():
         raise Invalid(f"consent date {given_on} is in the future: give the date it was given")
     row = find_subject(db, project, subject)
@@ -114,7 +116,7 @@ def withdraw_consent(
     on = on or date.today()
     if on > date.today():
         raise Invalid(f"withdrawal date {on} is in the future: give the date it was withdrawn")
-    _check_text(restrictions=note)
+    check_text(restrictions=note)
     row = find_subject(db, project, subject)
     previous = current_record(db, row.id)
     record = ConsentRecord(
@@ -132,6 +134,29 @@ def withdraw_consent(
     db.flush()
     audit.record(db, actor, "consent_withdrawn", f"{project}/{subject}", {"on": on.isoformat()})
     return _info(project, subject, record)
+
+
+def releases_containing(db: Session, project: str, subject: str) -> list[str]:
+    """The published releases of `project` that still contain `subject`, for its owners to act on.
+
+    Releases are not built yet (a later issue), so none contain anyone: always empty for now.
+    Callers (withdrawal, erasure) already show the list, so nothing changes for them then.
+    """
+    return []
+
+
+def parse_date(value: str, what: str) -> date:
+    """`value` as an ISO day (YYYY-MM-DD) that is not in the future; `what` names it in errors."""
+    text = value.strip()
+    if not DATE_PATTERN.fullmatch(text):
+        raise Invalid(f"{what} {value[:40]!r} is not a date: write it as YYYY-MM-DD")
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise Invalid(f"{what} {text!r} is not a day of the calendar") from None
+    if day > date.today():
+        raise Invalid(f"{what} {day} is in the future: give the day it happened")
+    return day
 
 
 def current_record(db: Session, subject_id: int) -> ConsentRecord | None:
@@ -193,7 +218,8 @@ def withdrawn_labels(db: Session, project: str) -> set[str]:
     )
 
 
-def _check_text(**values: str) -> None:
+def check_text(**values: str) -> None:
+    """Refuse a text field (`form`, `form_version`, `restrictions`) too long or not plain."""
     for name, value in values.items():
         if len(value) > TEXT_LIMITS[name]:
             raise Invalid(f"{name} is {len(value)} characters: at most {TEXT_LIMITS[name]}")
