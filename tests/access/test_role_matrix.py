@@ -2,8 +2,12 @@
 
 The expectations are written here from `../shared/DESIGN.md`'s sharing rules, not computed by
 the policy: a route whose guard decides otherwise, or a new route without a decision, fails.
-Until consent and DUA records exist (their own issue), nobody beyond a project's named people
-reads it, whatever its access level; listings show only what the caller may see.
+Beyond a project's named people nobody reads its data as it is stored (the identifiable
+originals never leave the team), whatever its access level: they browse and download its
+shared, de-identified view only, where the project's access level allows their kind of
+account, and download only with every current Data Usage Agreement accepted (the named team
+needs none). Which subjects that view shows, by consent, is `tests/consent/`'s matrix; listings
+show only what the caller may see.
 """
 
 from collections.abc import AsyncIterator
@@ -14,6 +18,7 @@ from fastapi import FastAPI
 
 from neurodepot.access import accounts, tokens
 from neurodepot.api.app import ACCOUNT_PATHS, PUBLIC_PATHS
+from neurodepot.consent import dua
 from neurodepot.depot.folder import Depot
 from tests.test_access_matrix import EXISTING, calls, dependency_calls, every_route
 
@@ -25,23 +30,31 @@ CALLERS = {
     "pending": ("member", "pending", "none", None),
     "external": ("external", "active", "none", None),
     "centre-member": ("member", "active", "none", None),
+    "member-without-dua": ("member", "active", "none", None),
     "steward": ("member", "active", "steward", None),
     "collaborator": ("external", "active", "none", "collaborator"),
     "project-member": ("member", "active", "none", "member"),
     "owner": ("member", "active", "none", "owner"),
     "admin": ("member", "active", "admin", None),
 }
+# Who accepted the current site DUA: every signed-in caller but these (the team needs none).
+WITHOUT_DUA = frozenset({"member-without-dua", "owner"})
 # The order callers are run in: the owner's project delete comes late, the admin's last.
 ORDER = list(CALLERS)
 PROJECT_ROUTE = "/api/v1/projects/{project}"
 ROLE_ACTIONS = {
-    "owner": {"read", "list", "create", "update", "delete", "administer"},
-    "member": {"read", "list", "create", "update", "delete"},
-    "collaborator": {"read", "list"},
+    "owner": {"read", "list", "browse", "download", "create", "update", "delete", "administer"},
+    "member": {"read", "list", "browse", "download", "create", "update", "delete"},
+    "collaborator": {"read", "list", "browse", "download"},
 }
 
 
-def expected(caller: str, action: str, template: str, method: str) -> bool:
+def shared_with(kind: str, access: str) -> bool:
+    """Internal: also every centre member; public: also external researchers."""
+    return access in ("internal", "public") if kind == "member" else access == "public"
+
+
+def expected(caller: str, action: str, template: str, method: str, access: str) -> bool:
     kind, status, site_role, role = CALLERS[caller]
     if action == "public":
         return True
@@ -59,6 +72,11 @@ def expected(caller: str, action: str, template: str, method: str) -> bool:
         # prearchive (administer) are the admins'.
         return action in ("list", "own_account") or (action == "create" and kind == "member")
     if role is None:
+        # Beyond the named people: the shared, de-identified view only; never the originals.
+        if action == "browse":
+            return shared_with(kind, access)
+        if action == "download":
+            return shared_with(kind, access) and caller not in WITHOUT_DUA
         return False
     if method == "DELETE" and template == PROJECT_ROUTE:
         return role == "owner"
@@ -89,7 +107,17 @@ def secrets(app: FastAPI, depot: Depot) -> dict[str, str]:
             if role is not None:
                 accounts.set_project_role(db, "test", name, "P", role)
             made[name] = tokens.create_token(db, "test", name, "matrix", "write")[1]
+        site_dua = dua.publish(db, "test", "Site DUA", "Use the shared data for research only.")
+        for name, (_, status, _, _) in CALLERS.items():
+            if status == "active" and name not in WITHOUT_DUA:
+                dua.accept(db, name, site_dua.id)
     return made
+
+
+def set_access(depot: Depot, access: str) -> None:
+    """P's access level (a steward approves going public: this is the test's setup)."""
+    with depot.transaction() as db:
+        accounts.set_project_access(db, "test", "P", access, approved_by="test")
 
 
 async def signed_in(app: FastAPI, secret: str) -> AsyncIterator[httpx.AsyncClient]:
@@ -105,8 +133,7 @@ async def signed_in(app: FastAPI, secret: str) -> AsyncIterator[httpx.AsyncClien
 async def test_every_route_allows_exactly_what_each_callers_role_allows(
     app: FastAPI, depot: Depot, secrets: dict[str, str], access: str
 ) -> None:
-    with depot.transaction() as db:
-        accounts.set_project_access(db, "test", "P", access)
+    set_access(depot, access)
     wrong = []
     for caller in ORDER:
         async for client in signed_in(app, secrets[caller]):
@@ -116,7 +143,7 @@ async def test_every_route_allows_exactly_what_each_callers_role_allows(
                 if response.status_code >= 500:
                     wrong.append(f"{caller} {call.method} {call.url}: {response.status_code}")
                 allowed = response.status_code != 403
-                if allowed != expected(caller, action, call.template, call.method):
+                if allowed != expected(caller, action, call.template, call.method, access):
                     wrong.append(
                         f"{caller} {call.method} {call.url} ({action}): {response.status_code}"
                     )
@@ -126,8 +153,7 @@ async def test_every_route_allows_exactly_what_each_callers_role_allows(
 async def test_listings_and_counts_show_only_what_the_caller_may_see(
     app: FastAPI, depot: Depot, secrets: dict[str, str]
 ) -> None:
-    with depot.transaction() as db:
-        accounts.set_project_access(db, "test", "P", "public")
+    set_access(depot, "public")
     seen = {}
     for caller in ORDER:
         async for client in signed_in(app, secrets[caller]):
@@ -143,6 +169,7 @@ async def test_listings_and_counts_show_only_what_the_caller_may_see(
         # Shared with everyone signed in, but S has no consent: listed, and counted, without S.
         "external": (200, [("P", 0)]),
         "centre-member": (200, [("P", 0)]),
+        "member-without-dua": (200, [("P", 0)]),
         "steward": (200, [("P", 0)]),
         "collaborator": (200, [("P", 1)]),
         "project-member": (200, [("P", 1)]),

@@ -15,12 +15,12 @@ from neurodepot.access import audit
 from neurodepot.access.models import ACCOUNT_KINDS, ROLES, Membership, User
 from neurodepot.access.passwords import check_password, hash_password
 from neurodepot.catalog.hierarchy import find_project
-from neurodepot.errors import Conflict, Invalid, NotFound
+from neurodepot.consent import sharing
+from neurodepot.errors import Conflict, Denied, Invalid, NotFound
 
 USERNAME = re.compile(r"[a-z][a-z0-9._-]{1,63}")
 EMAIL = re.compile(r"[^@\s\x00-\x1f]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,}")
 SITE_ROLES = ("admin", "steward", "none")
-PROJECT_ACCESS = ("private", "internal", "public")
 
 
 @dataclass(frozen=True)
@@ -194,14 +194,33 @@ def set_project_role(db: Session, actor: str, username: str, project: str, role:
     return _info(db, user)
 
 
-def set_project_access(db: Session, actor: str, project: str, access: str) -> str:
-    if access not in PROJECT_ACCESS:
-        raise Invalid(f"project access is one of {', '.join(PROJECT_ACCESS)}, not {access!r}")
-    row = find_project(db, project)
-    before = row.access
-    row.access = access
-    db.flush()
-    audit.record(db, actor, "access_changed", f"project:{project}", {"access": [before, access]})
+def set_project_access(
+    db: Session,
+    actor: str,
+    project: str,
+    access: str,
+    approved_by: str | None = None,
+    reason: str = "",
+) -> str:
+    """Set `project`'s sharing level now, for callers who may also decide for the steward.
+
+    Through the sharing rule (`consent.sharing`): going public needs a steward's approval,
+    recorded here as `approved_by` (the local operator may be that steward; so may a test's
+    setup). Without it, going public is refused: an owner's request that waits for a steward
+    is `consent.sharing.request_level`. Returns the level the project now has.
+    """
+    sharing.check_level(access)
+    if access == sharing.PUBLIC and approved_by is None:
+        if find_project(db, project).access == sharing.PUBLIC:
+            return access
+        raise Denied(
+            f"making project {project} public needs a data steward's approval: request it with "
+            f"`neurodepot share {project} public`, for a steward to approve"
+        )
+    request = sharing.request_level(db, actor, project, access, reason)
+    if request.status == "pending":
+        assert approved_by is not None
+        sharing.approve(db, approved_by, project, reason or f"set public by {actor}")
     return access
 
 

@@ -11,11 +11,12 @@ behind a reverse proxy every caller arrives from loopback, so a proxied request 
 operator, whatever address it comes from.
 
 Written to the audit log here, for signed-in users and the operator alike: every read of data in
-a project (`data_read`, `download`) and of what only admins see (`admin_read`: accounts, the
-prearchive), when it is allowed; every refusal of a signed-in user (`access_denied`); and every
-allowed request that may change something (any method but GET, HEAD, OPTIONS) as `write`, with
-the route's outcome (`ok`, or `failed` with the error), recorded once the route has run. The
-anonymous caller's refusals are not recorded, so that no one can fill the log from outside.
+a project (`data_read`, `download`; of its shared view too) and of what only admins see
+(`admin_read`: accounts, the prearchive), when it is allowed; every refusal of a signed-in
+user (`access_denied`); and every allowed request that may change something (any method but
+GET, HEAD, OPTIONS) as `write`, with the route's outcome (`ok`, or `failed` with the error),
+recorded once the route has run. The anonymous caller's refusals are not recorded, so that no
+one can fill the log from outside.
 """
 
 from collections.abc import Callable, Iterator
@@ -43,7 +44,10 @@ OPERATOR = "operator@loopback"
 # `X-Real-IP`, `Via`); a request carrying any of them is never the local operator.
 PROXY_HEADERS = frozenset({"forwarded", "via", "x-real-ip", "x-client-ip", "true-client-ip"})
 # What a path parameter names, for the audit target of a write outside any project.
-NAMED_BY = {"username": "user", "token_id": "token", "job_id": "job", "study_id": "prearchive"}
+NAMED_BY = {
+    "username": "user", "token_id": "token", "job_id": "job", "study_id": "prearchive",
+    "dua_id": "dua",
+}  # fmt: skip
 # Routes for people who are not signed in (yet): they take no guard and decide for themselves
 # what to reveal, which is nothing about whether an account exists.
 ACCOUNT_PATHS = frozenset(
@@ -240,6 +244,10 @@ def _read_kind(request: Request, action: Action, target: Target | None) -> str:
         return ""
     if action is Action.READ and target is not None:
         return "download" if "/files/" in request.url.path else "data_read"
+    if action is Action.DOWNLOAD:
+        return "download"
+    if action is Action.BROWSE:
+        return "data_read"
     return "admin_read" if action is Action.ADMINISTER else ""
 
 
@@ -266,3 +274,5 @@ CanDelete = Depends(authorize(Action.DELETE), scope="function")
 CanAdminister = Depends(authorize(Action.ADMINISTER), scope="function")
 CanManageOwn = Depends(authorize(Action.OWN_ACCOUNT), scope="function")
 CanSteward = Depends(authorize(Action.STEWARD), scope="function")
+CanBrowse = Depends(authorize(Action.BROWSE), scope="function")
+CanDownload = Depends(authorize(Action.DOWNLOAD), scope="function")

@@ -101,7 +101,7 @@ app.command()(deid.check)
 app.add_typer(deid.linkage_app, name="linkage")
 app.add_typer(deid.override_app, name="override")
 app.add_typer(consent.app, name="consent")
-app.add_typer(share.app, name="share")
+app.command()(share.share)
 app.add_typer(dua.app, name="dua")
 app.add_typer(gdpr.app, name="gdpr")
 

@@ -211,7 +211,12 @@ def project_access(
     access: Annotated[str, typer.Argument(help="private, internal or public.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Set who beyond its named people may see a project (with consent and a DUA)."""
+    """Set a project's sharing level now; public is approved by you, as steward.
+
+    Kept for scripts: `neurodepot share PROJECT LEVEL` is the verb, with a steward's pending
+    approval for public and the history.
+    """
+    actor = cli_actor()
     with state(ctx).open() as depot, depot.transaction() as db:
-        accounts.set_project_access(db, cli_actor(), project, access)
+        accounts.set_project_access(db, actor, project, access, approved_by=actor)
     done(as_json, {"project": project, "access": access}, f"{project} is {access}")

@@ -22,7 +22,9 @@ from neurodepot.errors import Conflict, Invalid, NotFound
 
 SITE = "site"
 TITLE_LIMIT = 255
-BODY_LIMIT = 200_000
+# About 20 pages. Kept so that a DUA sent as JSON with every character escaped (`\uXXXX`,
+# surrogate pairs: 12 bytes) stays under the API's 1 MiB body limit.
+BODY_LIMIT = 80_000
 NO_SITE_DUA = (
     "no site Data Usage Agreement is published yet, so shared data cannot be downloaded; "
     "a site admin publishes one with `neurodepot dua publish`"
@@ -64,9 +66,9 @@ def scope_of(project_id: int | None) -> str:
 def publish(db: Session, actor: str, title: str, body: str, project: str | None = None) -> DuaInfo:
     """Publish the next version of the site's (or `project`'s) DUA; audited."""
     title, body = title.strip(), body.strip()
-    if not title or len(title) > TITLE_LIMIT:
-        raise Invalid(f"a DUA needs a title of 1 to {TITLE_LIMIT} characters")
-    if not body or len(body) > BODY_LIMIT:
+    if not title or len(title) > TITLE_LIMIT or any(c < " " for c in title):
+        raise Invalid(f"a DUA needs a title of one line of 1 to {TITLE_LIMIT} characters")
+    if not body or len(body) > BODY_LIMIT or "\x00" in body:
         raise Invalid(f"a DUA needs a text of 1 to {BODY_LIMIT} characters")
     project_id = find_project(db, project).id if project is not None else None
     scope = scope_of(project_id)
@@ -114,15 +116,21 @@ def unaccepted(db: Session, user_id: int, project_id: int) -> tuple[str, ...]:
     current = current_duas(db, project_id)
     if not any(d.scope == SITE for d in current):
         return (NO_SITE_DUA,)
-    accepted = set(
+    accepted = accepted_ids(db, user_id, [d.id for d in current])
+    return tuple(d.name for d in current if d.id not in accepted)
+
+
+def accepted_ids(db: Session, user_id: int | None, dua_ids: list[int]) -> set[int]:
+    """Which of `dua_ids` the account `user_id` has accepted (none for no account)."""
+    if user_id is None or not dua_ids:
+        return set()
+    return set(
         db.scalars(
             select(DuaAcceptance.dua_id).where(
-                DuaAcceptance.user_id == user_id,
-                DuaAcceptance.dua_id.in_([d.id for d in current]),
+                DuaAcceptance.user_id == user_id, DuaAcceptance.dua_id.in_(dua_ids)
             )
         )
     )
-    return tuple(d.name for d in current if d.id not in accepted)
 
 
 def accept(db: Session, username: str, dua_id: int) -> AcceptanceInfo:
@@ -137,32 +145,34 @@ def accept(db: Session, username: str, dua_id: int) -> AcceptanceInfo:
     user = db.scalar(select(User).where(User.username == username))
     if user is None:
         raise NotFound(f"no account {username!r}")
-    existing = db.scalar(
-        select(DuaAcceptance).where(
-            DuaAcceptance.dua_id == dua_id, DuaAcceptance.user_id == user.id
-        )
-    )
+    existing = _acceptance(db, dua_id, user.id)
     if existing is None:
-        existing = DuaAcceptance(dua_id=dua_id, user_id=user.id)
+        made = DuaAcceptance(dua_id=dua_id, user_id=user.id)
         try:
             with db.begin_nested():
-                db.add(existing)
+                db.add(made)
                 db.flush()
-        except IntegrityError:  # accepted twice at once: the other acceptance stands
-            existing = db.scalar(
-                select(DuaAcceptance).where(
-                    DuaAcceptance.dua_id == dua_id, DuaAcceptance.user_id == user.id
-                )
-            )
+        except IntegrityError:  # accepted at the same time elsewhere: that acceptance stands
+            existing = _acceptance(db, dua_id, user.id)
             assert existing is not None
-        audit.record(
-            db,
-            username,
-            "dua_accepted",
-            f"dua:{dua_id}",
-            {"scope": info.scope, "version": info.version},
-        )
+        else:
+            existing = made
+            audit.record(
+                db,
+                username,
+                "dua_accepted",
+                f"dua:{dua_id}",
+                {"scope": info.scope, "version": info.version},
+            )
     return AcceptanceInfo(dua_id, info.scope, info.version, username, existing.accepted_at, True)
+
+
+def _acceptance(db: Session, dua_id: int, user_id: int) -> DuaAcceptance | None:
+    return db.scalar(
+        select(DuaAcceptance).where(
+            DuaAcceptance.dua_id == dua_id, DuaAcceptance.user_id == user_id
+        )
+    )
 
 
 def list_duas(db: Session, project: str | None = None) -> list[DuaInfo]:
@@ -181,10 +191,21 @@ def get_dua(db: Session, dua_id: int) -> DuaInfo:
     return _info(db, row, None)
 
 
+def project_of(db: Session, dua_id: int) -> int | None:
+    """The id of the project whose DUA `dua_id` is (None: the site's), for access checks."""
+    row = db.get(DuaVersion, dua_id)
+    if row is None:
+        raise NotFound(f"there is no DUA with id {dua_id}; `GET /api/v1/duas` lists them")
+    return row.project_id
+
+
 def acceptances(
     db: Session, project: str | None = None, username: str | None = None
 ) -> list[AcceptanceInfo]:
-    """Who accepted which version (of the site's DUA, or `project`'s), oldest first."""
+    """Who accepted which version, oldest first: of every DUA, or `project`'s, or by `username`.
+
+    Raises `NotFound` for an unknown project or account, rather than answering with nothing.
+    """
     query = (
         select(DuaAcceptance, DuaVersion, User.username)
         .join(DuaVersion, DuaVersion.id == DuaAcceptance.dua_id)
@@ -194,6 +215,8 @@ def acceptances(
     if project is not None:
         query = query.where(DuaVersion.scope == scope_of(find_project(db, project).id))
     if username is not None:
+        if db.scalar(select(User.id).where(User.username == username)) is None:
+            raise NotFound(f"there is no account {username!r}; `neurodepot user list` shows them")
         query = query.where(User.username == username)
     newest = _newest_versions(db)
     return [

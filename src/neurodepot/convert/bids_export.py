@@ -10,13 +10,13 @@ import json
 import os
 import shutil
 import tempfile
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from neurodepot.convert.bids_plan import BidsPlan, PlannedFile
-from neurodepot.depot.blobstore import CHUNK_SIZE, BlobStore
+from neurodepot.depot.blobstore import BlobStore
+from neurodepot.depot.zip_stream import ZipPipe, open_archive, stream_entry
 from neurodepot.errors import Conflict, Invalid
 
 PROGRESS_EVERY = 64  # files between progress reports
@@ -124,30 +124,6 @@ def _try_link(source: Path, destination: Path) -> bool:
     return True
 
 
-class _Pipe:
-    """A write-only stream whose written bytes are collected until taken."""
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-        self._offset = 0
-
-    def write(self, data: bytes) -> int:
-        self._parts.append(bytes(data))
-        self._offset += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self._offset
-
-    def flush(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        data = b"".join(self._parts)
-        self._parts.clear()
-        return data
-
-
 def stream_zip(
     plan: BidsPlan, blobs: BlobStore, root: str, rewrite: Rewrite | None = None
 ) -> Iterator[bytes]:
@@ -156,24 +132,16 @@ def stream_zip(
     Entries are stored, not deflated: NIfTI is already gzip-compressed, and storing keeps
     the cost of a download that of reading the files.
     """
-    pipe = _Pipe()
-    with zipfile.ZipFile(pipe, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:  # type: ignore[arg-type]
+    pipe = ZipPipe()
+    with open_archive(pipe) as archive:
         for planned in plan.files:
             name = f"{root}/{planned.path}"
             content = _content(blobs, planned, rewrite)
             if content is not None:
                 archive.writestr(name, content)
-            else:
-                assert planned.digest is not None
-                info = zipfile.ZipInfo(name)
-                info.file_size = planned.size
-                large = planned.size >= zipfile.ZIP64_LIMIT
-                with (
-                    blobs.open(planned.digest) as source,
-                    archive.open(info, "w", force_zip64=large) as entry,
-                ):
-                    while chunk := source.read(CHUNK_SIZE):
-                        entry.write(chunk)
-                        yield pipe.take()
-            yield pipe.take()
+                yield pipe.take()
+                continue
+            assert planned.digest is not None
+            with blobs.open(planned.digest) as source:
+                yield from stream_entry(archive, pipe, name, source, planned.size)
     yield pipe.take()

@@ -87,7 +87,6 @@ def project_consent(depot: DepotDep, project: str) -> list[ConsentInfo]:
     dependencies=[CanUpdate],
     openapi_extra=CSV_BODY,
     response_model=ImportSummary,
-    responses={413: {"description": "The CSV is over 10 MB."}},
 )
 async def import_consent(
     request: Request, depot: DepotDep, project: str, create_subjects: bool = False
