@@ -76,7 +76,7 @@ class TestSharing:
         assert access(depot) == "public"
         async with caller(depot, people["mona"]) as mona:
             shown = (await mona.get("/api/v1/projects/P/sharing")).json()
-        assert shown["level"] == "public" and shown["history"][0]["reason"] == REASON
+        assert shown["level"] == "public" and shown["history"][0]["decision_reason"] == REASON
         with depot.reading() as db:
             actions = db.scalars(
                 select(AuditEvent.action)

@@ -113,7 +113,7 @@ class TestShare:
         assert status["level"] == "public"
         latest = status["history"][0]
         assert (latest["status"], latest["decided_by"]) == ("applied", cli_actor())
-        assert latest["reason"]
+        assert latest["decision_reason"]
 
     def test_bad_requests_are_one_line_with_the_right_exit_code(self, nd: Run) -> None:
         one_line_error(nd("share", "P", "everyone"), 2, "private, internal, public")

@@ -86,7 +86,9 @@ def _said(request: SharingRequestInfo, approved: bool) -> str:
             f"{request.id}); a steward runs `neurodepot share {project} --approve --reason ...`"
         )
     if request.status == "rejected":
-        return f"The request to make {project} {request.level} is rejected: {request.reason}"
+        return (
+            f"The request to make {project} {request.level} is rejected: {request.decision_reason}"
+        )
     if approved:
         return f"{project} is now public, approved by {request.decided_by}"
     return f"{project} is now {request.level}"
@@ -108,7 +110,16 @@ def _show_status(as_json: bool, status: SharingStatus) -> None:
     if status.history:
         print_table(
             f"Sharing history of {status.project}",
-            ("id", "level", "status", "requested by", "requested at", "decided by", "reason"),
+            (
+                "id",
+                "level",
+                "status",
+                "requested by",
+                "requested at",
+                "reason",
+                "decided by",
+                "decision",
+            ),
             [
                 (
                     r.id,
@@ -116,8 +127,9 @@ def _show_status(as_json: bool, status: SharingStatus) -> None:
                     r.status,
                     escape(r.requested_by),
                     f"{r.requested_at:%Y-%m-%d %H:%M}",
-                    escape(r.decided_by),
                     escape(r.reason),
+                    escape(r.decided_by),
+                    escape(r.decision_reason),
                 )
                 for r in status.history
             ],

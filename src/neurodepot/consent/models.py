@@ -100,7 +100,8 @@ class SharingRequest(Base):
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     decided_by: Mapped[str] = mapped_column(String(255), default="", server_default=text("''"))
     decided_at: Mapped[datetime | None] = mapped_column(default=None)
-    reason: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
+    reason: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))  # requester's
+    decision_reason: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
 
 
 class ProcessingRecord(Base):

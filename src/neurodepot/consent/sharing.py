@@ -7,9 +7,8 @@ reason; the steward may reject it instead. A newer request replaces (supersedes)
 Every request and decision is a `SharingRequest` row, so the history of a project's level is
 one table, and every change goes to the audit log in the same transaction.
 
-`SharingRequest.reason` holds the requester's reason until a steward decides; the decision's
-reason (required) then takes its place, and the requester's stays in the audit log's
-`sharing_requested` event.
+`SharingRequest.reason` holds the requester's reason, `decision_reason` the steward's
+(required).
 """
 
 from dataclasses import dataclass
@@ -40,7 +39,8 @@ class SharingRequestInfo:
     requested_at: datetime
     decided_by: str
     decided_at: datetime | None
-    reason: str
+    reason: str  # the requester's
+    decision_reason: str  # the steward's
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,8 @@ def _decide(
             f"public sharing with `neurodepot share {project} public`"
         )
     request.status = "applied" if approved else "rejected"
-    request.decided_by, request.decided_at, request.reason = steward, utcnow(), reason
+    request.decided_by, request.decided_at = steward, utcnow()
+    request.decision_reason = reason
     db.flush()
     audit.record(
         db,
@@ -202,5 +203,5 @@ def _locked_project(db: Session, project: str) -> Project:
 def _info(project: str, row: SharingRequest) -> SharingRequestInfo:
     return SharingRequestInfo(
         row.id, project, row.level, row.status, row.requested_by, row.requested_at,
-        row.decided_by, row.decided_at, row.reason,
+        row.decided_by, row.decided_at, row.reason, row.decision_reason,
     )  # fmt: skip

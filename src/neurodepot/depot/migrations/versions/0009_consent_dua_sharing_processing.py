@@ -71,6 +71,7 @@ def upgrade() -> None:
         ),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("reason", sa.Text(), server_default=sa.text("''"), nullable=False),
+        sa.Column("decision_reason", sa.Text(), server_default=sa.text("''"), nullable=False),
         sa.CheckConstraint(
             "level IN ('private', 'internal', 'public')",
             name=op.f("ck_sharing_requests_known_level"),
