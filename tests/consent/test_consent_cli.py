@@ -1,36 +1,17 @@
 """`neurodepot consent set|show|withdraw|import`, run in process on the test's depot."""
 
-import json
-import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
 from neurodepot.catalog.hierarchy import create_project, create_subject
-from neurodepot.cli.app import main
 from neurodepot.consent import records
 from neurodepot.depot.folder import Depot
+from tests.consent.conftest import Ran, RunCli
 
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        """Standard output with the terminal's line wrapping undone."""
-        return " ".join(self.out.split())
-
-    def json(self) -> object:
-        return json.loads(self.out)
-
-
-Run = Callable[..., Result]
+Result = Ran
+Run = RunCli
 
 
 @pytest.fixture
@@ -43,26 +24,9 @@ def centre(depot: Depot) -> Depot:
 
 
 @pytest.fixture
-def neurodepot(
-    centre: Depot,
-    depot_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> Run:
-    """`neurodepot --root <the test's depot> ARGS…` in this process, on the test's database."""
-    for name in [n for n in os.environ if n.startswith("NEURODEPOT_")]:
-        monkeypatch.delenv(name)
-    for name, value in depot_env.items():
-        if name.startswith("NEURODEPOT_"):
-            monkeypatch.setenv(name, value)
-
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        code = main(["--root", str(centre.settings.root), *args])
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
+def neurodepot(centre: Depot, run_cli: RunCli) -> Run:
+    """`neurodepot …` on the depot holding project P with subjects alice and bob."""
+    return run_cli
 
 
 def assert_error(result: Result, code: int, *fragments: str) -> None:

@@ -1,57 +1,22 @@
 """`neurodepot gdpr`, run in process: export, erase (confirmed), retention, processing."""
 
 import json
-import os
 import zipfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from neurodepot.catalog.hierarchy import create_project, create_session, create_subject
-from neurodepot.cli.app import main
 from neurodepot.depot.folder import Depot
+from tests.consent.conftest import Ran, RunCli
 from tests.consent.test_subject_export import build_tree
 
-
-@dataclass
-class Ran:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def words(self) -> str:
-        """stdout with line wrapping undone, for matching sentences."""
-        return " ".join(self.out.split())
-
-
-Cli = Callable[..., Ran]
+Cli = RunCli
 
 
 @pytest.fixture
-def cli(
-    depot: Depot,
-    depot_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> Cli:
-    """Run `neurodepot --root <the test's depot> ARGS…` in this process."""
-    for name in [n for n in os.environ if n.startswith("NEURODEPOT_")]:
-        monkeypatch.delenv(name)
-    for name, value in depot_env.items():
-        if name.startswith("NEURODEPOT_"):
-            monkeypatch.setenv(name, value)
-    root = depot.settings.root
-
-    def run(*args: str) -> Ran:
-        capsys.readouterr()
-        code = main(["--root", str(root), *args])
-        captured = capsys.readouterr()
-        return Ran(code, captured.out, captured.err)
-
-    return run
+def cli(run_cli: RunCli) -> Cli:
+    return run_cli
 
 
 @pytest.fixture
@@ -74,7 +39,7 @@ class TestExport:
         out = tmp_path / "s01.zip"
         ran = cli("gdpr", "export", "P", "S01", str(out))
         assert ran.code == 0, ran.err
-        assert "Wrote 6 file(s)" in ran.words and "about P/S01 to" in ran.words
+        assert "Wrote 6 file(s)" in ran.text and "about P/S01 to" in ran.text
         with zipfile.ZipFile(out) as archive:
             assert "P-S01/files/resources/beh/scores.csv" in archive.namelist()
 
@@ -103,7 +68,7 @@ class TestErase:
                      "1 jobs", "1 prearchive studies", "3 stored content(s) only it uses",
                      "Nothing was erased",
                      "neurodepot gdpr erase P S01 --confirm S01"):  # fmt: skip
-            assert part in ran.words
+            assert part in ran.text
         plan = cli("gdpr", "erase", "P", "S01", "--json")
         assert plan.code == 1
         shown = json.loads(plan.out)
@@ -123,7 +88,7 @@ class TestErase:
     ) -> None:
         ran = cli("gdpr", "erase", "P", "S01", "--confirm", "S01")
         assert ran.code == 0, ran.err
-        assert "Erased P/S01:" in ran.words and "3 stored content(s) removed" in ran.words
+        assert "Erased P/S01:" in ran.text and "3 stored content(s) removed" in ran.text
         labels = [s["label"] for s in json.loads(cli("subject", "list", "P", "--json").out)]
         assert labels == ["S010", "S02"]
         assert cli("fsck").code == 0
@@ -143,7 +108,7 @@ def small(depot: Depot) -> Depot:
 class TestRetention:
     def test_set_report_show_and_clear(self, small: Depot, cli: Cli) -> None:
         ran = cli("gdpr", "retention", "P", "2031-01-01")
-        assert (ran.code, ran.words) == (0, "Retention date of P: 2031-01-01")
+        assert (ran.code, ran.text) == (0, "Retention date of P: 2031-01-01")
         report = cli("gdpr", "retention", "--on", "2031-06-30", "--json")
         assert report.code == 0
         shown = json.loads(report.out)
@@ -155,7 +120,7 @@ class TestRetention:
         assert (
             "P" in table.out and "2031-01-01" in table.out and "No retention date: Q" in table.out
         )
-        assert cli("gdpr", "retention", "P").words == "Retention date of P: 2031-01-01"
+        assert cli("gdpr", "retention", "P").text == "Retention date of P: 2031-01-01"
         cleared = cli("gdpr", "retention", "P", "--clear", "--json")
         assert json.loads(cleared.out)["retention_until"] is None
 
@@ -177,7 +142,7 @@ class TestProcessing:
         )  # fmt: skip
         assert ran.code == 0, ran.err
         assert "purpose: Memory research [/red] [bold]x" in ran.out  # given text, not markup
-        assert "data categories: health data, MRI" in ran.words
+        assert "data categories: health data, MRI" in ran.text
         shown = json.loads(cli("gdpr", "processing", "P", "--json").out)
         assert shown["controller"] == "Brain Centre"
         assert shown["data_categories"]["all"] == ["health data", "MRI"]

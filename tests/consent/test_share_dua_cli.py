@@ -1,65 +1,29 @@
 """`neurodepot share` and `neurodepot dua …` as the operator runs them (in process)."""
 
-import io
-import json
-import os
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from neurodepot.access import accounts
 from neurodepot.catalog.hierarchy import create_project
-from neurodepot.cli.app import main
 from neurodepot.cli.state import cli_actor
 from neurodepot.consent import dua
 from neurodepot.depot.folder import Depot
+from tests.consent.conftest import Ran, RunCli
 
 TEXT = "Use the data for research only.\nNever try to re-identify anyone. [red]not markup[/red]\n"
 
 
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        assert self.code == 0, (self.code, self.err)
-        return json.loads(self.out)
-
-
-Run = Callable[..., Result]
+Result = Ran
+Run = RunCli
 
 
 @pytest.fixture
-def nd(
-    depot: Depot,
-    tmp_path: Path,
-    depot_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> Run:
-    """`neurodepot --root DEPOT …` in this process, on the test's database, with project P."""
+def nd(depot: Depot, run_cli: RunCli) -> Run:
+    """`neurodepot …` on the test's depot, holding project P."""
     with depot.transaction() as db:
         create_project(db, "P")
-    for name in [k for k in os.environ if k.startswith("NEURODEPOT_")]:
-        monkeypatch.delenv(name)
-    if "NEURODEPOT_DATABASE_URL" in depot_env:
-        monkeypatch.setenv("NEURODEPOT_DATABASE_URL", depot_env["NEURODEPOT_DATABASE_URL"])
-
-    def run(*args: str, stdin: bytes | None = None) -> Result:
-        capsys.readouterr()
-        if stdin is not None:
-            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
-        code = main(["--root", str(tmp_path / "depot"), *args])
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return run
+    return run_cli
 
 
 def one_line_error(result: Result, code: int, *fragments: str) -> None:

@@ -53,6 +53,18 @@ ACTIONS = (
     "password_reset",
     "mail_failed",
     "rate_limited",  # a public account route refused to an address over its limit
+    "consent_set",
+    "consent_withdrawn",
+    "consent_imported",  # one event per spreadsheet, with its counts
+    "sharing_requested",
+    "sharing_approved",
+    "sharing_rejected",
+    "dua_published",
+    "dua_accepted",
+    "subject_exported",  # a GDPR subject access export
+    "subject_erased",
+    "retention_set",
+    "processing_changed",
 )
 
 GENESIS_HASH = "0" * 64

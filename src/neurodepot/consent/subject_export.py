@@ -37,9 +37,9 @@ from neurodepot.consent.erasure import naming, routed_studies, subject_jobs, sub
 from neurodepot.consent.records import consent_history
 from neurodepot.convert.models import ScanConversion
 from neurodepot.deid.models import SessionPseudonym, SubjectPseudonym
-from neurodepot.depot.blobstore import CHUNK_SIZE, BlobStore
+from neurodepot.depot.blobstore import BlobStore
 from neurodepot.depot.folder import Depot
-from neurodepot.depot.zip_stream import ZipPipe as _Pipe
+from neurodepot.depot.zip_stream import ZipPipe, open_archive, stream_entry
 from neurodepot.errors import Conflict, Invalid
 from neurodepot.ingest.models import PrearchiveConflict, PrearchiveInstance
 from neurodepot.ingest.models import ScanInstance as ArchivedInstance
@@ -171,23 +171,17 @@ def stream_export(
 
     Raises `NotFound` if a file's blob went missing since `plan_export` (a concurrent deletion).
     """
-    pipe = _Pipe()
-    with zipfile.ZipFile(pipe, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:  # type: ignore[arg-type]
+    pipe = ZipPipe()
+    with open_archive(pipe) as archive:
         for name, data in plan.records:
             archive.writestr(f"{plan.root}/{name}", data, compress_type=zipfile.ZIP_DEFLATED)
             yield pipe.take()
         for index, held in enumerate(plan.files, 1):
-            info = zipfile.ZipInfo(f"{plan.root}/{held.archive_path}", _zip_time(held.created_at))
-            info.file_size = held.size
-            large = held.size >= zipfile.ZIP64_LIMIT
-            with (
-                blobs.open(held.digest) as source,
-                archive.open(info, "w", force_zip64=large) as out,
-            ):
-                while chunk := source.read(CHUNK_SIZE):
-                    out.write(chunk)
-                    yield pipe.take()
-            yield pipe.take()
+            name = f"{plan.root}/{held.archive_path}"
+            with blobs.open(held.digest) as source:
+                yield from stream_entry(
+                    archive, pipe, name, source, held.size, _zip_time(held.created_at)
+                )
             if progress is not None:
                 progress(index, len(plan.files))
     yield pipe.take()

@@ -7,7 +7,6 @@ each chunk is handed on as soon as zipfile has written it.
 
 import zipfile
 from collections.abc import Iterator
-from datetime import datetime
 from typing import BinaryIO
 
 from neurodepot.depot.blobstore import CHUNK_SIZE
@@ -48,10 +47,10 @@ def stream_entry(
     name: str,
     source: BinaryIO,
     size: int,
-    modified: datetime | None = None,
+    date_time: tuple[int, int, int, int, int, int] | None = None,
 ) -> Iterator[bytes]:
     """Copy `size` bytes of `source` into entry `name`, yielding what is written as it goes."""
-    info = zipfile.ZipInfo(name, modified.timetuple()[:6]) if modified else zipfile.ZipInfo(name)
+    info = zipfile.ZipInfo(name, date_time) if date_time else zipfile.ZipInfo(name)
     info.file_size = size
     with archive.open(info, "w", force_zip64=size >= zipfile.ZIP64_LIMIT) as entry:
         while chunk := source.read(CHUNK_SIZE):
